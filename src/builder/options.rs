@@ -1,0 +1,82 @@
+//! Options of an image build.
+
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+
+use crate::entry::Timestamp;
+pub use crate::layout::sizing::Headroom;
+
+/// Bounds that protect against hostile or broken input.
+#[derive(Clone, Debug)]
+pub struct Limits {
+    /// Largest image, in bytes: a build that would grow past it stops with
+    /// [`crate::ErrorKind::LimitExceeded`]. Also bounds the space held for descriptor tables.
+    /// Default 1 TiB.
+    pub max_size: u64,
+    /// Most path components in an entry name. Default 4096.
+    pub max_depth: usize,
+    /// Most symbolic links followed while resolving one entry's parent directories. Default 40.
+    pub max_symlink_follows: u32,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_size: 1 << 40,
+            max_depth: 4096,
+            max_symlink_follows: 40,
+        }
+    }
+}
+
+/// How to build an image.
+#[derive(Clone, Debug)]
+pub struct BuildOptions {
+    /// Exact image size in bytes (rounded down to 4 KiB). The build fails, stating the size
+    /// needed, when the content does not fit. Default: sized to the content.
+    pub size: Option<u64>,
+    /// Free space beyond the content when the size is not fixed. Default 20 %.
+    pub headroom: Headroom,
+    /// Smallest image when the size is not fixed. Default 64 MiB.
+    pub min_size: u64,
+    /// Total inode count. Default: the inodes used plus 20 % plus 1024.
+    pub inodes: Option<u64>,
+    /// Volume label, up to 16 bytes.
+    pub label: Option<String>,
+    /// Filesystem UUID. Default: derived from the content, so equal input gives equal images.
+    pub uuid: Option<[u8; 16]>,
+    /// Directory hash seed. Default: derived from the content.
+    pub hash_seed: Option<[u8; 16]>,
+    /// Whether to create a journal. Default true.
+    pub journal: bool,
+    /// Time given to what the builder creates itself (the root when no entry gives it,
+    /// `lost+found`, missing parent directories) and to the superblock. Default: the epoch;
+    /// the command line takes `SOURCE_DATE_EPOCH`.
+    pub time: Timestamp,
+    /// Input limits.
+    pub limits: Limits,
+    /// When set to true (by a signal handler, say), the build stops with
+    /// [`crate::ErrorKind::Cancelled`] and removes its output.
+    pub cancel: Option<Arc<AtomicBool>>,
+    /// Bytes of file data buffered before writing. Default 8 MiB.
+    pub buffer_size: usize,
+}
+
+impl Default for BuildOptions {
+    fn default() -> Self {
+        BuildOptions {
+            size: None,
+            headroom: Headroom::Percent(20),
+            min_size: crate::layout::sizing::MIN_IMAGE_BYTES,
+            inodes: None,
+            label: None,
+            uuid: None,
+            hash_seed: None,
+            journal: true,
+            time: Timestamp::default(),
+            limits: Limits::default(),
+            cancel: None,
+            buffer_size: 8 << 20,
+        }
+    }
+}

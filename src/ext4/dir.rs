@@ -1,0 +1,160 @@
+//! Linear directory blocks: `struct ext4_dir_entry_2` records packed into a block, ending in the
+//! 12-byte checksum tail (`struct ext4_dir_entry_tail`) of `metadata_csum`.
+
+use byteorder::{ByteOrder, LittleEndian as LE};
+
+use super::checksum::ext4_crc32c;
+
+/// Size of a directory entry's fixed part (inode, rec_len, name_len, file_type).
+pub const DIRENT_HEADER_SIZE: usize = 8;
+/// Size of the checksum tail at the end of every directory leaf block.
+pub const TAIL_SIZE: usize = 12;
+/// `det_reserved_ft` of the checksum tail.
+pub const EXT4_DIR_TAIL_FT: u8 = 0xDE;
+/// Longest file name.
+pub const EXT4_NAME_LEN: usize = 255;
+
+/// `file_type` of a directory entry (`filetype` feature).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u8)]
+pub enum FileType {
+    /// `EXT4_FT_REG_FILE`
+    RegFile = 1,
+    /// `EXT4_FT_DIR`
+    Dir = 2,
+    /// `EXT4_FT_CHRDEV`
+    CharDev = 3,
+    /// `EXT4_FT_BLKDEV`
+    BlockDev = 4,
+    /// `EXT4_FT_FIFO`
+    Fifo = 5,
+    /// `EXT4_FT_SOCK`
+    Socket = 6,
+    /// `EXT4_FT_SYMLINK`
+    Symlink = 7,
+}
+
+/// `EXT4_DIR_REC_LEN`: the space an entry with a `name_len`-byte name takes, 4-byte aligned.
+pub const fn rec_len(name_len: usize) -> usize {
+    (DIRENT_HEADER_SIZE + name_len + 3) & !3
+}
+
+/// Writes one directory entry header and name at the start of `out`.
+pub fn encode_dirent(out: &mut [u8], inode: u32, rec_len: usize, name: &[u8], file_type: u8) {
+    LE::write_u32(&mut out[0..], inode);
+    LE::write_u16(&mut out[4..], rec_len as u16);
+    out[6] = name.len() as u8;
+    out[7] = file_type;
+    out[DIRENT_HEADER_SIZE..DIRENT_HEADER_SIZE + name.len()].copy_from_slice(name);
+}
+
+/// A linear directory block being filled.
+pub struct DirBlock<'a> {
+    buf: &'a mut [u8],
+    used: usize,
+    last: Option<usize>,
+}
+
+impl<'a> DirBlock<'a> {
+    /// Starts an empty block in `buf` (one filesystem block).
+    pub fn new(buf: &'a mut [u8]) -> Self {
+        buf.fill(0);
+        DirBlock {
+            buf,
+            used: 0,
+            last: None,
+        }
+    }
+
+    /// Bytes still free for entries before the checksum tail.
+    pub fn space_left(&self) -> usize {
+        self.buf.len() - TAIL_SIZE - self.used
+    }
+
+    /// Appends an entry; returns `false`, changing nothing, when it does not fit.
+    pub fn push(&mut self, inode: u32, name: &[u8], file_type: FileType) -> bool {
+        let len = rec_len(name.len());
+        if len > self.space_left() {
+            return false;
+        }
+        encode_dirent(
+            &mut self.buf[self.used..],
+            inode,
+            len,
+            name,
+            file_type as u8,
+        );
+        self.last = Some(self.used);
+        self.used += len;
+        true
+    }
+
+    /// Stretches the last entry over the free space (or writes one empty entry), then writes the
+    /// checksum tail, seeded with the directory's per-inode seed.
+    pub fn finish(self, inode_seed: u32) {
+        let end = self.buf.len() - TAIL_SIZE;
+        match self.last {
+            Some(at) => LE::write_u16(&mut self.buf[at + 4..], (end - at) as u16),
+            None => encode_dirent(self.buf, 0, end, b"", 0),
+        }
+        write_tail(self.buf, inode_seed);
+    }
+}
+
+/// Writes the checksum tail over the last [`TAIL_SIZE`] bytes of a leaf block.
+pub fn write_tail(block: &mut [u8], inode_seed: u32) {
+    let end = block.len() - TAIL_SIZE;
+    block[end..].fill(0);
+    LE::write_u16(&mut block[end + 4..], TAIL_SIZE as u16);
+    block[end + 7] = EXT4_DIR_TAIL_FT;
+    let csum = ext4_crc32c(inode_seed, &block[..end]);
+    LE::write_u32(&mut block[end + 8..], csum);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rec_len_is_aligned() {
+        assert_eq!(rec_len(1), 12);
+        assert_eq!(rec_len(4), 12);
+        assert_eq!(rec_len(5), 16);
+        assert_eq!(rec_len(255), 264);
+    }
+
+    #[test]
+    fn last_entry_reaches_the_tail() {
+        let mut buf = vec![0u8; 4096];
+        let mut b = DirBlock::new(&mut buf);
+        assert!(b.push(2, b".", FileType::Dir));
+        assert!(b.push(2, b"..", FileType::Dir));
+        b.finish(1);
+        assert_eq!(LE::read_u16(&buf[4..]), 12);
+        assert_eq!(LE::read_u16(&buf[16..]), 4096 - 12 - 12);
+        assert_eq!(LE::read_u16(&buf[4084 + 4..]), 12);
+        assert_eq!(buf[4084 + 7], 0xDE);
+        assert_eq!(LE::read_u32(&buf[4092..]), ext4_crc32c(1, &buf[..4084]));
+    }
+
+    #[test]
+    fn refuses_entries_that_do_not_fit() {
+        let mut buf = vec![0u8; 4096];
+        let mut b = DirBlock::new(&mut buf);
+        let name = [b'x'; 255];
+        let mut n = 0;
+        while b.push(11, &name, FileType::RegFile) {
+            n += 1;
+        }
+        assert_eq!(n, (4096 - 12) / 264);
+        assert!(b.space_left() < 264);
+    }
+
+    #[test]
+    fn empty_block_has_one_unused_entry() {
+        let mut buf = vec![0u8; 4096];
+        DirBlock::new(&mut buf).finish(0);
+        assert_eq!(LE::read_u32(&buf[0..]), 0);
+        assert_eq!(LE::read_u16(&buf[4..]), 4084);
+    }
+}

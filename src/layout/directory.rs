@@ -1,0 +1,307 @@
+//! Directory layout: which entries go in which block. A directory whose entries fit in one
+//! block is linear; a larger one is a hashed tree (htree): a root block, a level of index nodes
+//! when the root cannot index every leaf, and leaves holding the entries in hash order.
+
+use crate::ext4::dir::{rec_len, DirBlock, FileType, TAIL_SIZE};
+use crate::ext4::dirhash::{half_md4, CharSign};
+use crate::ext4::htree::{self, DxEntry, MAX_INDIRECT_LEVELS};
+use crate::ext4::superblock::DX_HASH_HALF_MD4;
+use crate::ext4::BLOCK_SIZE;
+
+/// How the directory hash treats name bytes; written to the superblock flags to match.
+pub const HASH_SIGN: CharSign = CharSign::Unsigned;
+/// `dx_root_info.hash_version` for [`HASH_SIGN`]: the unsigned variants are numbered 3 higher,
+/// but the on-disk root records the base version; the superblock flag selects the variant.
+pub const ROOT_HASH_VERSION: u8 = DX_HASH_HALF_MD4;
+
+/// One name in a directory.
+#[derive(Clone, Copy, Debug)]
+pub struct Entry<'a> {
+    /// The name.
+    pub name: &'a [u8],
+    /// The inode it names.
+    pub ino: u32,
+    /// The inode's type.
+    pub file_type: FileType,
+}
+
+/// Space for entries in a leaf block (before the checksum tail).
+const LEAF_SPACE: usize = BLOCK_SIZE - TAIL_SIZE;
+/// Space `.` and `..` take at the start of a linear directory.
+const DOTS: usize = 2 * rec_len(2);
+
+/// The planned blocks of a directory.
+#[derive(Debug)]
+pub enum Plan {
+    /// Entries in block order; `starts[i]` is the index of the first entry of block `i`.
+    Linear {
+        /// First entry of each block.
+        starts: Vec<usize>,
+        /// Total blocks, at least `starts.len()`; the extra ones are empty.
+        blocks: usize,
+    },
+    /// Entries sorted by hash; leaves and the index above them.
+    Htree {
+        /// First entry of each leaf.
+        leaf_starts: Vec<usize>,
+        /// The hash of each entry, in sorted order.
+        hashes: Vec<u32>,
+        /// Index nodes between root and leaves (0 or 1 level).
+        levels: u8,
+    },
+}
+
+/// The directory is too large for an htree without the `large_dir` feature.
+#[derive(Debug)]
+pub struct TooLarge {
+    /// Number of leaf blocks it would need.
+    pub leaves: usize,
+}
+
+impl Plan {
+    /// Number of blocks the directory takes.
+    pub fn blocks(&self) -> usize {
+        match self {
+            Plan::Linear { blocks, .. } => *blocks,
+            Plan::Htree {
+                leaf_starts,
+                levels,
+                ..
+            } => 1 + nodes(leaf_starts.len(), *levels) + leaf_starts.len(),
+        }
+    }
+
+    /// Whether the directory is hashed (`EXT4_INDEX_FL`).
+    pub fn is_htree(&self) -> bool {
+        matches!(self, Plan::Htree { .. })
+    }
+}
+
+fn nodes(leaves: usize, levels: u8) -> usize {
+    if levels == 0 {
+        0
+    } else {
+        leaves.div_ceil(htree::node_limit(BLOCK_SIZE))
+    }
+}
+
+/// Plans a directory. `entries` (without `.` and `..`) may be reordered: an htree sorts them by
+/// hash. `min_blocks` makes a linear directory at least that long (mke2fs gives `lost+found`
+/// four blocks).
+pub fn plan(
+    entries: &mut [Entry<'_>],
+    hash_seed: &[u8; 16],
+    min_blocks: usize,
+) -> Result<Plan, TooLarge> {
+    let total: usize = entries.iter().map(|e| rec_len(e.name.len())).sum();
+    if DOTS + total <= LEAF_SPACE {
+        return Ok(Plan::Linear {
+            starts: vec![0],
+            blocks: min_blocks.max(1),
+        });
+    }
+    let mut keyed: Vec<(u32, usize)> = entries
+        .iter()
+        .enumerate()
+        .map(|(i, e)| (half_md4(e.name, hash_seed, HASH_SIGN), i))
+        .collect();
+    keyed.sort_unstable_by(|a, b| {
+        a.0.cmp(&b.0)
+            .then_with(|| entries[a.1].name.cmp(entries[b.1].name))
+    });
+    let sorted: Vec<Entry<'_>> = keyed.iter().map(|&(_, i)| entries[i]).collect();
+    entries.copy_from_slice(&sorted);
+    let hashes: Vec<u32> = keyed.iter().map(|&(h, _)| h).collect();
+    let mut leaf_starts = vec![0];
+    let mut used = 0;
+    for (i, e) in entries.iter().enumerate() {
+        let len = rec_len(e.name.len());
+        if used + len > LEAF_SPACE {
+            leaf_starts.push(i);
+            used = 0;
+        }
+        used += len;
+    }
+    let leaves = leaf_starts.len();
+    let levels = if leaves <= htree::root_limit(BLOCK_SIZE) {
+        0
+    } else {
+        1
+    };
+    if levels > MAX_INDIRECT_LEVELS || nodes(leaves, levels) > htree::root_limit(BLOCK_SIZE) {
+        return Err(TooLarge { leaves });
+    }
+    Ok(Plan::Htree {
+        leaf_starts,
+        hashes,
+        levels,
+    })
+}
+
+/// Encodes the planned directory block by block, in logical order, handing each to `emit`.
+pub fn encode(
+    plan: &Plan,
+    entries: &[Entry<'_>],
+    self_ino: u32,
+    parent_ino: u32,
+    inode_seed: u32,
+    mut emit: impl FnMut(&[u8]) -> std::io::Result<()>,
+) -> std::io::Result<()> {
+    let mut block = vec![0u8; BLOCK_SIZE];
+    match plan {
+        Plan::Linear { blocks, .. } => {
+            let mut b = DirBlock::new(&mut block);
+            b.push(self_ino, b".", FileType::Dir);
+            b.push(parent_ino, b"..", FileType::Dir);
+            for e in entries {
+                let pushed = b.push(e.ino, e.name, e.file_type);
+                debug_assert!(pushed, "planned linear directory overflows");
+            }
+            b.finish(inode_seed);
+            emit(&block)?;
+            for _ in 1..*blocks {
+                DirBlock::new(&mut block).finish(inode_seed);
+                emit(&block)?;
+            }
+        }
+        Plan::Htree {
+            leaf_starts,
+            hashes,
+            levels,
+        } => {
+            let leaves = leaf_starts.len();
+            let n_nodes = nodes(leaves, *levels);
+            let first_leaf = 1 + n_nodes;
+            // The index entry of leaf i: its first hash, with bit 0 set when it continues a run
+            // of equal hashes from the previous leaf.
+            let leaf_entry = |i: usize| {
+                let start = leaf_starts[i];
+                let h = hashes[start];
+                let continued = start > 0 && hashes[start - 1] == h;
+                DxEntry {
+                    hash: h | u32::from(continued),
+                    block: (first_leaf + i) as u32,
+                }
+            };
+            if *levels == 0 {
+                let root: Vec<DxEntry> = (0..leaves).map(leaf_entry).collect();
+                htree::encode_root(
+                    &mut block,
+                    self_ino,
+                    parent_ino,
+                    ROOT_HASH_VERSION,
+                    0,
+                    &root,
+                    inode_seed,
+                );
+                emit(&block)?;
+            } else {
+                let per_node = htree::node_limit(BLOCK_SIZE);
+                let root: Vec<DxEntry> = (0..n_nodes)
+                    .map(|n| DxEntry {
+                        hash: leaf_entry(n * per_node).hash,
+                        block: (1 + n) as u32,
+                    })
+                    .collect();
+                htree::encode_root(
+                    &mut block,
+                    self_ino,
+                    parent_ino,
+                    ROOT_HASH_VERSION,
+                    1,
+                    &root,
+                    inode_seed,
+                );
+                emit(&block)?;
+                for n in 0..n_nodes {
+                    let node: Vec<DxEntry> = (n * per_node..((n + 1) * per_node).min(leaves))
+                        .map(leaf_entry)
+                        .collect();
+                    htree::encode_node(&mut block, &node, inode_seed);
+                    emit(&block)?;
+                }
+            }
+            for (i, &start) in leaf_starts.iter().enumerate() {
+                let end = leaf_starts.get(i + 1).copied().unwrap_or(entries.len());
+                let mut b = DirBlock::new(&mut block);
+                for e in &entries[start..end] {
+                    let pushed = b.push(e.ino, e.name, e.file_type);
+                    debug_assert!(pushed, "planned htree leaf overflows");
+                }
+                b.finish(inode_seed);
+                emit(&block)?;
+            }
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn names(n: usize, len: usize) -> Vec<Vec<u8>> {
+        (0..n).map(|i| format!("{i:0len$}").into_bytes()).collect()
+    }
+
+    fn entries(names: &[Vec<u8>]) -> Vec<Entry<'_>> {
+        names
+            .iter()
+            .enumerate()
+            .map(|(i, n)| Entry {
+                name: n,
+                ino: 100 + i as u32,
+                file_type: FileType::RegFile,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn small_directories_are_linear() {
+        let n = names(10, 8);
+        let mut e = entries(&n);
+        let p = plan(&mut e, &[1; 16], 1).unwrap();
+        assert!(!p.is_htree());
+        assert_eq!(p.blocks(), 1);
+        assert_eq!(plan(&mut e, &[1; 16], 4).unwrap().blocks(), 4);
+    }
+
+    #[test]
+    fn large_directories_are_hashed_and_sorted() {
+        let n = names(2000, 20);
+        let mut e = entries(&n);
+        let p = plan(&mut e, &[1; 16], 1).unwrap();
+        let Plan::Htree {
+            leaf_starts,
+            hashes,
+            levels,
+        } = &p
+        else {
+            panic!("expected an htree")
+        };
+        assert_eq!(*levels, 0);
+        assert!(hashes.windows(2).all(|w| w[0] <= w[1]));
+        // 28-byte records, 145 to a leaf.
+        assert_eq!(leaf_starts.len(), 2000usize.div_ceil(145));
+        let mut blocks = 0;
+        encode(&p, &e, 12, 2, 0, |_| {
+            blocks += 1;
+            Ok(())
+        })
+        .unwrap();
+        assert_eq!(blocks, p.blocks());
+    }
+
+    #[test]
+    fn very_large_directories_get_an_index_level() {
+        let n: Vec<Vec<u8>> = (0..100_000)
+            .map(|i| format!("{i:0>250}").into_bytes())
+            .collect();
+        let mut e = entries(&n);
+        let p = plan(&mut e, &[1; 16], 1).unwrap();
+        let Plan::Htree { levels, .. } = &p else {
+            panic!("expected an htree")
+        };
+        assert_eq!(*levels, 1);
+    }
+}

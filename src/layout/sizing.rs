@@ -1,0 +1,426 @@
+//! Deciding the filesystem's size, group count and inodes per group once the content is known,
+//! and placing the per-group metadata (bitmaps, inode tables) and the journal.
+
+use super::alloc::{BlockAllocator, OutOfSpace, Run};
+use super::geometry::{gdt_blocks, groups_for, has_super, Geometry, INODES_PER_BLOCK};
+use crate::ext4::extent::{self, Extent, EXT_INIT_MAX_LEN};
+use crate::ext4::{BLOCKS_PER_GROUP, BLOCK_SIZE};
+
+/// Smallest image written unless a size is given: 64 MiB.
+pub const MIN_IMAGE_BYTES: u64 = 64 << 20;
+
+/// Journal size in blocks for a filesystem of `blocks` blocks, as mke2fs chooses it
+/// (`ext2fs_default_journal_size`); `None` below 2048 blocks, where mke2fs makes no journal.
+///
+/// | filesystem size | journal |
+/// |---|---|
+/// | < 8 MiB | none |
+/// | < 128 MiB | 4 MiB |
+/// | < 1 GiB | 16 MiB |
+/// | < 2 GiB | 32 MiB |
+/// | < 16 GiB | 64 MiB |
+/// | < 32 GiB | 128 MiB |
+/// | < 64 GiB | 256 MiB |
+/// | < 128 GiB | 512 MiB |
+/// | larger | 1 GiB |
+pub fn journal_blocks(blocks: u64) -> Option<u64> {
+    const TABLE: [(u64, u64); 8] = [
+        (32 * 1024, 1024),
+        (256 * 1024, 4096),
+        (512 * 1024, 8192),
+        (4096 * 1024, 16384),
+        (8192 * 1024, 32768),
+        (16384 * 1024, 65536),
+        (32768 * 1024, 131_072),
+        (u64::MAX, 262_144),
+    ];
+    if blocks < 2048 {
+        return None;
+    }
+    TABLE
+        .iter()
+        .find(|(below, _)| blocks < *below)
+        .map(|&(_, j)| j)
+}
+
+/// Free space to leave in the image beyond its content.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Headroom {
+    /// A percentage of the used blocks.
+    Percent(u32),
+    /// A number of bytes.
+    Bytes(u64),
+}
+
+impl Headroom {
+    fn blocks(self, used: u64) -> u64 {
+        match self {
+            Headroom::Percent(p) => (used * u64::from(p)).div_ceil(100),
+            Headroom::Bytes(b) => b.div_ceil(BLOCK_SIZE as u64),
+        }
+    }
+}
+
+/// What the content needs, known before the geometry is chosen.
+#[derive(Clone, Debug)]
+pub struct Demand {
+    /// Blocks in use so far: file data and per-inode metadata (directories, extent tree
+    /// blocks, xattr blocks, symlink blocks), not counting superblock copies.
+    pub used_blocks: u64,
+    /// Inodes in use, reserved ones included (all of `1..=inodes_used` are taken).
+    pub inodes_used: u64,
+    /// Whether to create a journal.
+    pub journal: bool,
+}
+
+/// How the user wants the image sized.
+#[derive(Clone, Copy, Debug)]
+pub struct SizePolicy {
+    /// An exact size in bytes.
+    pub fixed_bytes: Option<u64>,
+    /// Free space to add when the size is not fixed.
+    pub headroom: Headroom,
+    /// Smallest image when the size is not fixed.
+    pub min_bytes: u64,
+    /// Total inode count wanted; default: used + 20% + 1024.
+    pub inodes: Option<u64>,
+}
+
+/// Why no geometry fits.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum SizingError {
+    /// The fixed size is too small; `needed_bytes` would do.
+    TooSmall {
+        /// Smallest size that holds the content.
+        needed_bytes: u64,
+    },
+    /// More inodes than ext4 can address, or fewer than are used.
+    Inodes(String),
+    /// The maximum image size was reached.
+    OutOfSpace(OutOfSpace),
+}
+
+/// Where the per-group metadata and the journal went.
+#[derive(Clone, Debug)]
+pub struct GroupMetadata {
+    /// Block bitmap of each group.
+    pub block_bitmaps: Vec<u64>,
+    /// Inode bitmap of each group.
+    pub inode_bitmaps: Vec<u64>,
+    /// First inode table block of each group.
+    pub inode_tables: Vec<u64>,
+    /// The journal's extents (logical from 0), and its extent tree blocks' first block.
+    pub journal: Option<(Vec<Extent>, u64)>,
+    /// Every run handed out here, in order.
+    pub runs: Vec<Run>,
+}
+
+/// The chosen shape and what it costs.
+#[derive(Clone, Debug)]
+pub struct Plan {
+    /// The geometry.
+    pub geometry: Geometry,
+    /// Journal length in blocks, if any.
+    pub journal_blocks: Option<u64>,
+}
+
+/// Splits allocated runs into extents of at most [`EXT_INIT_MAX_LEN`] blocks, numbering logical
+/// blocks from 0.
+pub fn runs_to_extents(runs: &[Run]) -> Vec<Extent> {
+    let mut out = Vec::new();
+    let mut logical = 0u64;
+    for run in runs {
+        let mut done = 0;
+        while done < run.len {
+            let len = (run.len - done).min(u64::from(EXT_INIT_MAX_LEN));
+            out.push(Extent {
+                ee_block: logical as u32,
+                ee_len: len as u16,
+                ee_start: run.start + done,
+            });
+            logical += len;
+            done += len;
+        }
+    }
+    out
+}
+
+fn alloc_runs(
+    alloc: &mut BlockAllocator,
+    mut n: u64,
+    runs: &mut Vec<Run>,
+) -> Result<Vec<Run>, OutOfSpace> {
+    let mut got = Vec::new();
+    while n > 0 {
+        let run = alloc.alloc(n)?;
+        n -= run.len;
+        got.push(run);
+        runs.push(run);
+    }
+    Ok(got)
+}
+
+/// Places the block bitmaps, inode bitmaps, inode tables and journal of `geometry` with
+/// `alloc`, in that order.
+pub fn place_group_metadata(
+    alloc: &mut BlockAllocator,
+    geometry: &Geometry,
+    journal_blocks: Option<u64>,
+) -> Result<GroupMetadata, OutOfSpace> {
+    let groups = u64::from(geometry.groups);
+    let mut runs = Vec::new();
+    let flatten = |rs: Vec<Run>| {
+        rs.iter()
+            .flat_map(|r| r.start..r.end())
+            .collect::<Vec<u64>>()
+    };
+    let block_bitmaps = flatten(alloc_runs(alloc, groups, &mut runs)?);
+    let inode_bitmaps = flatten(alloc_runs(alloc, groups, &mut runs)?);
+    let itable = u64::from(geometry.itable_blocks());
+    let mut inode_tables = Vec::with_capacity(geometry.groups as usize);
+    for _ in 0..groups {
+        let start = alloc.alloc_contiguous(itable)?;
+        runs.push(Run { start, len: itable });
+        inode_tables.push(start);
+    }
+    let journal = match journal_blocks {
+        Some(n) => {
+            let extents = runs_to_extents(&alloc_runs(alloc, n, &mut runs)?);
+            let (tree, _) = extent::tree_shape(extents.len(), BLOCK_SIZE);
+            let tree_start = if tree > 0 {
+                let start = alloc.alloc_contiguous(tree)?;
+                runs.push(Run { start, len: tree });
+                start
+            } else {
+                0
+            };
+            Some((extents, tree_start))
+        }
+        None => None,
+    };
+    Ok(GroupMetadata {
+        block_bitmaps,
+        inode_bitmaps,
+        inode_tables,
+        journal,
+        runs,
+    })
+}
+
+fn inodes_per_group(total: u64, groups: u64) -> u64 {
+    let per = total.div_ceil(groups).max(u64::from(INODES_PER_BLOCK));
+    per.next_multiple_of(u64::from(INODES_PER_BLOCK))
+}
+
+/// Superblock and descriptor table blocks over all groups.
+fn super_overhead(groups: u64) -> u64 {
+    (0..groups).filter(|&g| has_super(g)).count() as u64 * (1 + gdt_blocks(groups))
+}
+
+/// Chooses the geometry: the smallest that holds `demand` with the policy's headroom, or the
+/// fixed size. `alloc` is the allocator after all per-inode metadata; it is only cloned here.
+pub fn plan(
+    demand: &Demand,
+    policy: &SizePolicy,
+    alloc: &BlockAllocator,
+) -> Result<Plan, SizingError> {
+    let bpg = u64::from(BLOCKS_PER_GROUP);
+    let total_inodes = match policy.inodes {
+        Some(n) if n < demand.inodes_used => {
+            return Err(SizingError::Inodes(format!(
+                "{n} inodes requested, but the content needs {}",
+                demand.inodes_used
+            )))
+        }
+        Some(n) => n,
+        None => demand.inodes_used + demand.inodes_used / 5 + 1024,
+    };
+    if total_inodes > u64::from(u32::MAX) {
+        return Err(SizingError::Inodes(format!(
+            "{total_inodes} inodes is more than ext4 can address"
+        )));
+    }
+    let min_groups = total_inodes.div_ceil(bpg);
+    let mut blocks = match policy.fixed_bytes {
+        Some(bytes) => bytes / BLOCK_SIZE as u64,
+        None => (policy.min_bytes / BLOCK_SIZE as u64)
+            .max(alloc.high_water())
+            .max(min_groups * bpg - bpg + 1),
+    };
+    loop {
+        let groups = groups_for(blocks).max(1);
+        let ipg = inodes_per_group(total_inodes, groups);
+        if ipg > bpg || groups * ipg > u64::from(u32::MAX) {
+            if policy.fixed_bytes.is_some() {
+                return Err(SizingError::Inodes(format!(
+                    "{total_inodes} inodes do not fit in a filesystem of {blocks} blocks"
+                )));
+            }
+            blocks = blocks.max(total_inodes.div_ceil(bpg) * bpg);
+            continue;
+        }
+        let geometry = Geometry {
+            blocks_count: blocks,
+            groups: groups as u32,
+            inodes_per_group: ipg as u32,
+        };
+        let journal = if demand.journal {
+            journal_blocks(blocks)
+        } else {
+            None
+        };
+        let mut sim = alloc.clone();
+        let placed =
+            place_group_metadata(&mut sim, &geometry, journal).map_err(SizingError::OutOfSpace)?;
+        let meta: u64 = placed.runs.iter().map(|r| r.len).sum();
+        let used = demand.used_blocks + meta + super_overhead(groups);
+        let end = sim.high_water();
+        // The last group, when it holds a superblock copy, must fit it and the descriptors.
+        let last = groups - 1;
+        let last_len = blocks - last * bpg;
+        let last_min = if has_super(last) {
+            1 + gdt_blocks(groups) + 1
+        } else {
+            1
+        };
+        let want = match policy.fixed_bytes {
+            Some(_) => end.max(used).max(last * bpg + last_min),
+            None => (policy.min_bytes / BLOCK_SIZE as u64)
+                .max(end)
+                .max(used + policy.headroom.blocks(used))
+                .max(last * bpg + last_min),
+        };
+        if want <= blocks && last_len >= last_min {
+            return Ok(Plan {
+                geometry,
+                journal_blocks: journal,
+            });
+        }
+        if policy.fixed_bytes.is_some() {
+            let relaxed = SizePolicy {
+                fixed_bytes: None,
+                headroom: Headroom::Bytes(0),
+                min_bytes: 0,
+                ..*policy
+            };
+            let needed = plan(demand, &relaxed, alloc)?;
+            return Err(SizingError::TooSmall {
+                needed_bytes: needed.geometry.blocks_count * BLOCK_SIZE as u64,
+            });
+        }
+        blocks = want.max(blocks + 1);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn journal_table_matches_mke2fs() {
+        assert_eq!(journal_blocks(2047), None);
+        assert_eq!(journal_blocks(16384), Some(1024));
+        assert_eq!(journal_blocks(262_143), Some(4096));
+        assert_eq!(journal_blocks(262_144), Some(8192));
+        assert_eq!(journal_blocks(1 << 40), Some(262_144));
+    }
+
+    #[test]
+    fn runs_split_at_max_extent_length() {
+        let e = runs_to_extents(&[
+            Run {
+                start: 10,
+                len: 40_000,
+            },
+            Run {
+                start: 100_000,
+                len: 5,
+            },
+        ]);
+        assert_eq!(e.len(), 3);
+        assert_eq!((e[0].ee_block, e[0].ee_len, e[0].ee_start), (0, 32768, 10));
+        assert_eq!(
+            (e[1].ee_block, e[1].ee_len, e[1].ee_start),
+            (32768, 40_000 - 32768, 32778)
+        );
+        assert_eq!(
+            (e[2].ee_block, e[2].ee_len, e[2].ee_start),
+            (40_000, 5, 100_000)
+        );
+    }
+
+    fn policy() -> SizePolicy {
+        SizePolicy {
+            fixed_bytes: None,
+            headroom: Headroom::Percent(20),
+            min_bytes: MIN_IMAGE_BYTES,
+            inodes: None,
+        }
+    }
+
+    #[test]
+    fn small_content_gets_the_minimum_size() {
+        let alloc = BlockAllocator::new(128, 1 << 28);
+        let demand = Demand {
+            used_blocks: 10,
+            inodes_used: 12,
+            journal: true,
+        };
+        let plan = plan(&demand, &policy(), &alloc).unwrap();
+        assert_eq!(plan.geometry.blocks_count, 16384);
+        assert_eq!(plan.geometry.groups, 1);
+        assert!(plan.geometry.inodes_count() >= 12 + 1024);
+        assert_eq!(plan.journal_blocks, Some(1024));
+    }
+
+    #[test]
+    fn headroom_is_kept_for_large_content() {
+        let mut alloc = BlockAllocator::new(128, 1 << 28);
+        let mut used = 0;
+        while used < 300_000 {
+            used += alloc.alloc(300_000 - used).unwrap().len;
+        }
+        let demand = Demand {
+            used_blocks: used,
+            inodes_used: 5000,
+            journal: true,
+        };
+        let plan = plan(&demand, &policy(), &alloc).unwrap();
+        let g = plan.geometry;
+        assert!(g.blocks_count >= used + used / 5, "{g:?}");
+        assert!(g.blocks_count >= alloc.high_water());
+        assert!(g.inodes_count() >= 5000 + 1000 + 1024);
+    }
+
+    #[test]
+    fn fixed_size_too_small_reports_what_is_needed() {
+        let mut alloc = BlockAllocator::new(128, 1 << 28);
+        alloc.alloc(20_000).unwrap();
+        let demand = Demand {
+            used_blocks: 20_000,
+            inodes_used: 100,
+            journal: true,
+        };
+        let fixed = SizePolicy {
+            fixed_bytes: Some(16 << 20),
+            ..policy()
+        };
+        match plan(&demand, &fixed, &alloc) {
+            Err(SizingError::TooSmall { needed_bytes }) => assert!(needed_bytes > 20_000 * 4096),
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+
+    #[test]
+    fn many_inodes_force_more_groups() {
+        let alloc = BlockAllocator::new(128, 1 << 28);
+        let demand = Demand {
+            used_blocks: 10,
+            inodes_used: 100_000,
+            journal: false,
+        };
+        let plan = plan(&demand, &policy(), &alloc).unwrap();
+        assert!(plan.geometry.inodes_per_group <= BLOCKS_PER_GROUP);
+        assert!(plan.geometry.inodes_count() >= 100_000);
+    }
+}

@@ -1,0 +1,26 @@
+//! Turn container images into bootable ext4 filesystem images in one streaming pass, with no
+//! `mkfs`, no root and no loop device.
+//!
+//! The pieces, from the bottom up:
+//!
+//! - [`ext4`](crate::ext4) (private): the on-disk structures, one module each.
+//! - `layout` (private): where things go: block allocation, geometry, sizing, directory shape.
+//! - `tree` (private): the in-memory tree of names and inodes.
+//! - [`builder`]: [`ImageBuilder`], the public way to make an image from entries.
+//!
+//! File data is written to the output once, as it streams in; the tree in memory grows with the
+//! number of entries, never with their bytes.
+
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+pub mod builder;
+pub mod entry;
+pub mod error;
+mod ext4;
+mod layout;
+mod tree;
+
+pub use builder::{BuildOptions, FileSession, Headroom, ImageBuilder, Limits, Summary};
+pub use entry::{Metadata, Special, Timestamp, Xattr};
+pub use error::{Error, ErrorKind, Result};
