@@ -18,7 +18,10 @@ pub mod builder;
 pub mod entry;
 pub mod error;
 mod ext4;
+pub mod layer;
 mod layout;
+pub mod source;
+pub mod tar;
 mod tree;
 
 pub use builder::{BuildOptions, FileSession, Headroom, ImageBuilder, Limits, Summary};

@@ -69,11 +69,6 @@ impl DataWriter {
         }
     }
 
-    /// Writes out everything buffered.
-    pub fn flush(&mut self, file: &File) -> Result<()> {
-        self.flush_committed(file)
-    }
-
     /// Makes freed extents read as zeros in the image (they are free blocks from now on).
     pub fn discard(&mut self, file: &File, extents: &[Extent]) -> Result<()> {
         if extents.is_empty() {
@@ -87,13 +82,9 @@ impl DataWriter {
         Ok(())
     }
 
-    /// A crc32c of every data byte written, in order: a cheap fingerprint of the content.
-    pub fn crc(&self) -> u32 {
-        self.crc
-    }
-
     /// Ends the data phase: flushes and returns the allocator, with blocks taken but not used
-    /// given back, and the crc of all data written ([`DataWriter::crc`]).
+    /// given back, and a crc32c of every data byte written, in order: a cheap fingerprint of the
+    /// content.
     pub fn into_allocator(mut self, file: &File) -> Result<(BlockAllocator, u32)> {
         self.flush_committed(file)?;
         self.alloc.give_back(self.run_next, self.run_end);
@@ -330,7 +321,7 @@ mod tests {
         let mut s = w.begin(&file);
         assert_eq!(s.copy(&mut &data[..], None).unwrap(), data.len() as u64);
         let extents = s.finish(data.len() as u64).unwrap();
-        w.flush(&file).unwrap();
+        w.flush_committed(&file).unwrap();
         // Blocks 0, 3 and 5 hold data; 1, 2 and 4 are holes.
         assert_eq!(extents.len(), 3);
         assert_eq!(
@@ -356,7 +347,7 @@ mod tests {
         let mut s = w.begin(&file);
         s.copy(&mut &small[..], None).unwrap();
         let e2 = s.finish(5).unwrap();
-        w.flush(&file).unwrap();
+        w.flush_committed(&file).unwrap();
         assert_eq!(e1.len(), 1);
         assert_eq!(e2[0].ee_start, e1[0].ee_start + u64::from(e1[0].len()));
         assert_eq!(read_back(&file, &e1, big.len() as u64), big);
@@ -373,7 +364,7 @@ mod tests {
         s.copy(&mut &[9u8; 10][..], None).unwrap();
         let size = 20 * BS as u64;
         let extents = s.finish(size).unwrap();
-        w.flush(&file).unwrap();
+        w.flush_committed(&file).unwrap();
         assert_eq!(
             extents.iter().map(|e| e.ee_block).collect::<Vec<_>>(),
             [0, 10]

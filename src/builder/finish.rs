@@ -224,7 +224,6 @@ struct Finisher<'a> {
     /// Every block range placed here, in order.
     meta_runs: Vec<Run>,
     fs_seed: u32,
-    uuid: [u8; 16],
     hash_seed: [u8; 16],
 }
 
@@ -258,9 +257,15 @@ impl Finisher<'_> {
 
     /// Places an extent tree for `extents` if the inode cannot hold them, writing its blocks.
     fn place_tree(&mut self, extents: &[Extent], seed: u32, placed: &mut Placed) -> Result<()> {
-        let (blocks, _) = extent::tree_shape(extents.len(), BLOCK_SIZE);
+        let (blocks, depth) = extent::tree_shape(extents.len(), BLOCK_SIZE);
         if blocks == 0 {
             return Ok(());
+        }
+        if depth > extent::MAX_DEPTH {
+            return Err(Error::limit(format!(
+                "{} extents need an extent tree deeper than ext4 allows",
+                extents.len()
+            )));
         }
         let start = self.alloc_contiguous(blocks)?;
         placed.tree_start = start;
@@ -514,7 +519,6 @@ pub(crate) fn finish(
         sink: BlockSink::new(file, 4 << 20),
         meta_runs: Vec::new(),
         fs_seed: fs_seed(&uuid),
-        uuid,
         hash_seed,
     };
 

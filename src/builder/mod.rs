@@ -90,6 +90,11 @@ pub struct ImageBuilder {
     entries: u64,
 }
 
+/// Whether ext4 can store an extended attribute of this name (its namespace has a name index).
+pub fn storable_xattr(name: &[u8]) -> bool {
+    xattr::split_name(name).is_some()
+}
+
 /// Most warnings kept; later ones are counted only.
 const MAX_WARNINGS: usize = 100;
 
@@ -162,11 +167,22 @@ impl ImageBuilder {
         &self.warnings
     }
 
-    pub(crate) fn warn(&mut self, message: String) {
+    /// Records a warning (kept up to a bound).
+    pub fn warn(&mut self, message: String) {
         if self.warnings.len() < MAX_WARNINGS {
             self.warnings.push(message);
         } else if self.warnings.len() == MAX_WARNINGS {
             self.warnings.push("further warnings omitted".into());
+        }
+    }
+
+    /// Fails with [`ErrorKind::Cancelled`] once the cancel flag of the options is set.
+    pub fn check_cancel(&self) -> Result<()> {
+        match &self.opts.cancel {
+            Some(flag) if flag.load(std::sync::atomic::Ordering::Relaxed) => {
+                Err(Error::new(ErrorKind::Cancelled, "build cancelled"))
+            }
+            _ => Ok(()),
         }
     }
 

@@ -46,6 +46,7 @@ impl<'a> Bitmap<'a> {
     }
 
     /// Number of set bits among the first `len` entries.
+    #[cfg(test)]
     pub fn count_set(&self, len: u32) -> u32 {
         let len = len as usize;
         let whole: u32 = self.bits[..len / 8].iter().map(|b| b.count_ones()).sum();

@@ -7,8 +7,6 @@ use byteorder::{BigEndian as BE, ByteOrder};
 pub const JBD2_MAGIC_NUMBER: u32 = 0xC03B_3998;
 /// `JBD2_SUPERBLOCK_V2`
 pub const JBD2_SUPERBLOCK_V2: u32 = 4;
-/// `JBD2_MIN_JOURNAL_BLOCKS`
-pub const JBD2_MIN_JOURNAL_BLOCKS: u32 = 1024;
 
 /// Encodes the superblock of an empty, clean journal of `maxlen` blocks into the start of
 /// `block` (which must be zeroed by the caller or is cleared here).

@@ -56,16 +56,6 @@ impl BlockAllocator {
         self.next
     }
 
-    /// Blocks held back at the start of each superblock group.
-    pub fn reserved_per_super(&self) -> u64 {
-        self.reserved
-    }
-
-    /// The block limit.
-    pub fn limit(&self) -> u64 {
-        self.limit
-    }
-
     /// The reserved region `[start, end)` at or after `block`'s group that `block` is in or
     /// before.
     fn next_reserved(&self, block: u64) -> (u64, u64) {

@@ -33,11 +33,9 @@ const DOTS: usize = 2 * rec_len(2);
 /// The planned blocks of a directory.
 #[derive(Debug)]
 pub enum Plan {
-    /// Entries in block order; `starts[i]` is the index of the first entry of block `i`.
+    /// Every entry in the first block; the other blocks (if any) are empty.
     Linear {
-        /// First entry of each block.
-        starts: Vec<usize>,
-        /// Total blocks, at least `starts.len()`; the extra ones are empty.
+        /// Total blocks.
         blocks: usize,
     },
     /// Entries sorted by hash; leaves and the index above them.
@@ -62,7 +60,7 @@ impl Plan {
     /// Number of blocks the directory takes.
     pub fn blocks(&self) -> usize {
         match self {
-            Plan::Linear { blocks, .. } => *blocks,
+            Plan::Linear { blocks } => *blocks,
             Plan::Htree {
                 leaf_starts,
                 levels,
@@ -96,7 +94,6 @@ pub fn plan(
     let total: usize = entries.iter().map(|e| rec_len(e.name.len())).sum();
     if DOTS + total <= LEAF_SPACE {
         return Ok(Plan::Linear {
-            starts: vec![0],
             blocks: min_blocks.max(1),
         });
     }
@@ -149,7 +146,7 @@ pub fn encode(
 ) -> std::io::Result<()> {
     let mut block = vec![0u8; BLOCK_SIZE];
     match plan {
-        Plan::Linear { blocks, .. } => {
+        Plan::Linear { blocks } => {
             let mut b = DirBlock::new(&mut block);
             b.push(self_ino, b".", FileType::Dir);
             b.push(parent_ino, b"..", FileType::Dir);

@@ -89,15 +89,6 @@ impl Geometry {
     pub fn gdt_blocks(&self) -> u64 {
         gdt_blocks(u64::from(self.groups))
     }
-
-    /// Blocks at the start of group `g` taken by the superblock copy and descriptor table.
-    pub fn super_overhead(&self, g: u32) -> u64 {
-        if has_super(u64::from(g)) {
-            1 + self.gdt_blocks()
-        } else {
-            0
-        }
-    }
 }
 
 #[cfg(test)]

@@ -182,11 +182,6 @@ impl Tree {
         &mut self.inodes[id as usize]
     }
 
-    /// An inode by id.
-    pub fn inode_by_id(&self, id: InodeId) -> &InodeData {
-        &self.inodes[id as usize]
-    }
-
     /// Number of inode slots (live or free): an upper bound for inode ids.
     pub fn inode_slots(&self) -> usize {
         self.inodes.len()
@@ -210,14 +205,6 @@ impl Tree {
             .flat_map(|c| c.iter().map(|(k, &v)| (&k[..], v)))
     }
 
-    /// Number of children of a directory.
-    pub fn child_count(&self, dir: NodeId) -> usize {
-        self.nodes[dir as usize]
-            .children
-            .as_ref()
-            .map_or(0, |c| c.len())
-    }
-
     /// The child called `name` of directory `dir`.
     pub fn child(&self, dir: NodeId, name: &[u8]) -> Option<NodeId> {
         self.nodes[dir as usize]
@@ -227,6 +214,7 @@ impl Tree {
     }
 
     /// The layer in which the node was given as an entry (0: never explicitly).
+    #[cfg(test)]
     pub fn given(&self, node: NodeId) -> u32 {
         self.nodes[node as usize].given
     }
@@ -538,17 +526,6 @@ impl Tree {
             self.whiteout_child(dir, &name, layer, implicit);
         }
         self.mark_touched(dir, layer);
-    }
-
-    /// Replaces the content of a file inode, queueing its old extents as freed.
-    pub fn set_file_content(&mut self, node: NodeId, size: u64, extents: Vec<Extent>) {
-        let old = std::mem::replace(
-            &mut self.inode_mut(node).content,
-            Content::File { size, extents },
-        );
-        if let Content::File { extents, .. } = old {
-            self.freed.extend(extents);
-        }
     }
 }
 

@@ -1,0 +1,158 @@
+//! Applying layers in order, each streamed, decompressed and verified against its digests.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use super::{apply_layer, LayerStats};
+use crate::builder::ImageBuilder;
+use crate::error::Result;
+use crate::source::compression::Compression;
+use crate::source::digest::{verify, Digest};
+use crate::source::stream::{self, Opener};
+
+/// One layer to apply.
+pub struct LayerInput {
+    /// A name for messages: the file, or the layer's position and digest.
+    pub name: String,
+    /// Opens the blob (compressed or not); called on the layer's own thread.
+    pub open: Opener,
+    /// The blob's digest, checked when given.
+    pub blob_digest: Option<Digest>,
+    /// The digest of the uncompressed tar (`diff_id`), checked when given.
+    pub diff_id: Option<Digest>,
+    /// The blob's size, when known (for progress).
+    pub size: Option<u64>,
+}
+
+/// What applying one layer found.
+#[derive(Clone, Debug)]
+pub struct LayerReport {
+    /// The layer's name.
+    pub name: String,
+    /// The blob's digest as computed.
+    pub blob_digest: Digest,
+    /// Bytes of the blob.
+    pub blob_size: u64,
+    /// The `diff_id` as computed.
+    pub diff_id: Digest,
+    /// Bytes of the uncompressed tar.
+    pub diff_size: u64,
+    /// The compression found.
+    pub compression: Compression,
+    /// Entry counts.
+    pub stats: LayerStats,
+}
+
+/// Hears how layers are getting on.
+pub trait Progress {
+    /// Layer `index` (from 0) starts; `size` is its blob size when known.
+    fn layer_started(&mut self, _index: usize, _name: &str, _size: Option<u64>) {}
+    /// `bytes` of layer `index`'s blob have been read.
+    fn layer_progress(&mut self, _index: usize, _bytes: u64) {}
+    /// Layer `index` is applied and verified.
+    fn layer_finished(&mut self, _index: usize, _report: &LayerReport) {}
+}
+
+/// A [`Progress`] that ignores everything.
+pub struct NoProgress;
+
+impl Progress for NoProgress {}
+
+/// Counts the bytes read from a blob (shared with the progress reporter).
+struct CountingReader<R> {
+    inner: R,
+    count: Arc<AtomicU64>,
+}
+
+impl<R: std::io::Read> std::io::Read for CountingReader<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.count.fetch_add(n as u64, Ordering::Relaxed);
+        Ok(n)
+    }
+}
+
+/// Reports progress every so many entries.
+struct ProgressReader<'a, R> {
+    inner: R,
+    progress: &'a mut dyn Progress,
+    index: usize,
+    count: Arc<AtomicU64>,
+    reads: u32,
+}
+
+impl<R: std::io::Read> std::io::Read for ProgressReader<'_, R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        self.reads = self.reads.wrapping_add(1);
+        if self.reads % 64 == 0 {
+            self.progress
+                .layer_progress(self.index, self.count.load(Ordering::Relaxed));
+        }
+        self.inner.read(buf)
+    }
+}
+
+/// Applies `layers` to `builder` in order. Each layer's blob is decompressed and hashed on its
+/// own thread while its entries are applied here; the digests are checked once the whole blob
+/// (trailing bytes included) has been read.
+pub fn apply_layers(
+    builder: &mut ImageBuilder,
+    layers: Vec<LayerInput>,
+    progress: &mut dyn Progress,
+) -> Result<Vec<LayerReport>> {
+    let mut reports = Vec::with_capacity(layers.len());
+    for (index, layer) in layers.into_iter().enumerate() {
+        let LayerInput {
+            name,
+            open,
+            blob_digest,
+            diff_id,
+            size,
+        } = layer;
+        progress.layer_started(index, &name, size);
+        let count = Arc::new(AtomicU64::new(0));
+        let counter = count.clone();
+        let counted: Opener = Box::new(move || {
+            let raw = open()?;
+            Ok(Box::new(CountingReader {
+                inner: raw,
+                count: counter,
+            }) as Box<dyn std::io::Read + Send>)
+        });
+        let result = (|| -> Result<LayerReport> {
+            let mut stream = stream::spawn(counted);
+            let reader = ProgressReader {
+                inner: &mut stream,
+                progress: &mut *progress,
+                index,
+                count: count.clone(),
+                reads: 0,
+            };
+            let (stats, _) = apply_layer(builder, reader)?;
+            let (digests, trailing) = stream.finish()?;
+            if trailing > 0 {
+                builder.warn(format!("{name}: {trailing} non-zero bytes after the end of the archive were hashed but not read"));
+            }
+            if let Some(expected) = &blob_digest {
+                verify("blob", expected, &digests.blob)?;
+            }
+            if let Some(expected) = &diff_id {
+                verify("diff_id", expected, &digests.diff_id)?;
+            }
+            Ok(LayerReport {
+                name: name.clone(),
+                blob_digest: digests.blob,
+                blob_size: digests.blob_size,
+                diff_id: digests.diff_id,
+                diff_size: digests.diff_size,
+                compression: digests.compression,
+                stats,
+            })
+        })();
+        let report = result.map_err(|e| e.with_layer(&name))?;
+        progress.layer_progress(index, count.load(Ordering::Relaxed));
+        progress.layer_finished(index, &report);
+        reports.push(report);
+    }
+    Ok(reports)
+}

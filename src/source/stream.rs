@@ -1,0 +1,257 @@
+//! A layer stream decompressed and hashed on its own thread.
+//!
+//! The thread reads the blob, hashes it (the blob digest), decompresses it, hashes the result
+//! (the `diff_id`) and hands it over in large chunks through a bounded channel; buffers come back
+//! for reuse. The consuming thread parses the tar and writes the image meanwhile. Memory in
+//! flight is bounded by the channel depth times the chunk size.
+
+use std::io::{self, BufReader, Read};
+use std::sync::mpsc::{self, Receiver, Sender, SyncSender, TryRecvError};
+use std::thread::{self, JoinHandle};
+
+use super::compression::{self, Compression};
+use super::digest::{Digest, HashingReader};
+use crate::error::{Error, Result};
+
+/// Bytes per chunk handed over.
+const CHUNK: usize = 1 << 20;
+/// Chunks in flight.
+const DEPTH: usize = 8;
+/// Read buffer on the compressed side.
+const RAW_BUFFER: usize = 256 << 10;
+
+/// What a finished stream measured.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct StreamDigests {
+    /// Digest of the bytes as read (the blob).
+    pub blob: Digest,
+    /// Bytes as read.
+    pub blob_size: u64,
+    /// Digest of the decompressed bytes (the `diff_id`).
+    pub diff_id: Digest,
+    /// Decompressed bytes.
+    pub diff_size: u64,
+    /// The compression found.
+    pub compression: Compression,
+}
+
+enum Msg {
+    Data(Vec<u8>),
+    End(Result<StreamDigests>),
+}
+
+/// Opens the raw blob stream; runs on the stream's thread.
+pub type Opener = Box<dyn FnOnce() -> Result<Box<dyn Read + Send>> + Send>;
+
+/// The consuming end: decompressed bytes in order.
+pub struct LayerStream {
+    rx: Receiver<Msg>,
+    recycle: Sender<Vec<u8>>,
+    chunk: Vec<u8>,
+    pos: usize,
+    end: Option<Result<StreamDigests>>,
+    thread: Option<JoinHandle<()>>,
+}
+
+/// Starts a thread that streams the blob `open` returns.
+pub fn spawn(open: Opener) -> LayerStream {
+    let (tx, rx) = mpsc::sync_channel(DEPTH);
+    let (recycle, spare) = mpsc::channel();
+    let thread = thread::Builder::new()
+        .name("layer-decompress".into())
+        .spawn(move || {
+            let result = produce(open, &tx, &spare);
+            // The consumer may have gone; nothing to tell then.
+            let _ = tx.send(Msg::End(result));
+        })
+        .ok();
+    LayerStream {
+        rx,
+        recycle,
+        chunk: Vec::new(),
+        pos: 0,
+        end: None,
+        thread,
+    }
+}
+
+/// The thread's work. Returns the digests once every byte was read.
+fn produce(open: Opener, tx: &SyncSender<Msg>, spare: &Receiver<Vec<u8>>) -> Result<StreamDigests> {
+    let raw = open()?;
+    let mut blob = HashingReader::new(BufReader::with_capacity(RAW_BUFFER, raw));
+    let compression = compression::detect(&mut blob)?;
+    let mut diff = HashingReader::new(compression::decoder(&mut blob, compression)?);
+    loop {
+        let mut buf = match spare.try_recv() {
+            Ok(b) => b,
+            Err(TryRecvError::Empty | TryRecvError::Disconnected) => Vec::with_capacity(CHUNK),
+        };
+        buf.resize(CHUNK, 0);
+        let mut filled = 0;
+        while filled < CHUNK {
+            match diff.read(&mut buf[filled..]) {
+                Ok(0) => break,
+                Ok(n) => filled += n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => {
+                    let err: Error = e.into();
+                    return Err(Error::new(
+                        err.kind(),
+                        format!("{} stream: {err}", compression.name()),
+                    ));
+                }
+            }
+        }
+        buf.truncate(filled);
+        let last = filled < CHUNK;
+        if filled > 0 && tx.send(Msg::Data(buf)).is_err() {
+            return Err(Error::new(
+                crate::ErrorKind::Cancelled,
+                "layer stream abandoned",
+            ));
+        }
+        if last {
+            break;
+        }
+    }
+    let (diff_id, diff_size) = diff.finish();
+    // Bytes after the compressed stream still belong to the blob.
+    io::copy(&mut blob, &mut io::sink()).map_err(|e| Error::io("cannot read the layer", e))?;
+    let (blob_digest, blob_size) = blob.finish();
+    Ok(StreamDigests {
+        blob: blob_digest,
+        blob_size,
+        diff_id,
+        diff_size,
+        compression,
+    })
+}
+
+impl LayerStream {
+    fn next_chunk(&mut self) -> io::Result<bool> {
+        if self.end.is_some() {
+            return Ok(false);
+        }
+        let old = std::mem::take(&mut self.chunk);
+        if old.capacity() > 0 {
+            let _ = self.recycle.send(old);
+        }
+        self.pos = 0;
+        match self.rx.recv() {
+            Ok(Msg::Data(c)) => {
+                self.chunk = c;
+                Ok(true)
+            }
+            Ok(Msg::End(Ok(d))) => {
+                self.end = Some(Ok(d));
+                Ok(false)
+            }
+            Ok(Msg::End(Err(e))) => Err(io::Error::other(e)),
+            Err(_) => Err(io::Error::other(Error::new(
+                crate::ErrorKind::Io,
+                "the layer decompression thread stopped",
+            ))),
+        }
+    }
+
+    /// Reads the rest of the stream and returns its digests and the count of non-zero bytes
+    /// found after what the consumer read (data after the end of the archive).
+    pub fn finish(mut self) -> Result<(StreamDigests, u64)> {
+        let mut trailing_nonzero =
+            self.chunk[self.pos..].iter().filter(|&&b| b != 0).count() as u64;
+        self.pos = self.chunk.len();
+        while self.next_chunk()? {
+            trailing_nonzero += self.chunk.iter().filter(|&&b| b != 0).count() as u64;
+            self.pos = self.chunk.len();
+        }
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+        match self.end.take() {
+            Some(Ok(d)) => Ok((d, trailing_nonzero)),
+            Some(Err(e)) => Err(e),
+            None => Err(Error::new(
+                crate::ErrorKind::Io,
+                "layer stream ended without digests",
+            )),
+        }
+    }
+}
+
+impl Read for LayerStream {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        while self.pos == self.chunk.len() {
+            if !self.next_chunk()? {
+                return Ok(0);
+            }
+        }
+        let n = buf.len().min(self.chunk.len() - self.pos);
+        buf[..n].copy_from_slice(&self.chunk[self.pos..self.pos + n]);
+        self.pos += n;
+        Ok(n)
+    }
+}
+
+impl Drop for LayerStream {
+    fn drop(&mut self) {
+        // Closing the channel stops the thread at its next send.
+        let (_, rx) = mpsc::sync_channel(0);
+        drop(std::mem::replace(&mut self.rx, rx));
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    #[test]
+    fn streams_and_digests() {
+        let data: Vec<u8> = (0..3_000_000u32).map(|i| (i % 7) as u8).collect();
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        gz.write_all(&data).unwrap();
+        let blob = gz.finish().unwrap();
+        let expect_blob = Digest::of(&blob);
+        let mut s = spawn(Box::new(move || {
+            Ok(Box::new(std::io::Cursor::new(blob)) as Box<dyn Read + Send>)
+        }));
+        let mut head = vec![0u8; 1000];
+        s.read_exact(&mut head).unwrap();
+        assert_eq!(&head[..], &data[..1000]);
+        let (d, trailing) = s.finish().unwrap();
+        assert_eq!(d.diff_id, Digest::of(&data));
+        assert_eq!(d.blob, expect_blob);
+        assert_eq!(d.diff_size, data.len() as u64);
+        assert_eq!(d.compression, Compression::Gzip);
+        assert!(trailing > 0);
+    }
+
+    #[test]
+    fn corrupt_streams_fail() {
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        gz.write_all(&[1u8; 100_000]).unwrap();
+        let mut blob = gz.finish().unwrap();
+        blob.truncate(blob.len() / 2);
+        let mut s = spawn(Box::new(move || {
+            Ok(Box::new(std::io::Cursor::new(blob)) as Box<dyn Read + Send>)
+        }));
+        let mut out = Vec::new();
+        let err = s.read_to_end(&mut out).unwrap_err();
+        let err: Error = err.into();
+        assert_eq!(err.kind(), crate::ErrorKind::CorruptInput, "{err}");
+    }
+
+    #[test]
+    fn dropping_early_stops_the_thread() {
+        let data = vec![5u8; 50 << 20];
+        let mut s = spawn(Box::new(move || {
+            Ok(Box::new(std::io::Cursor::new(data)) as Box<dyn Read + Send>)
+        }));
+        let mut b = [0u8; 10];
+        s.read_exact(&mut b).unwrap();
+        drop(s);
+    }
+}
