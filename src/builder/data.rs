@@ -39,11 +39,19 @@ pub struct DataWriter {
     run_end: u64,
     crc: u32,
     cancel: Option<Arc<AtomicBool>>,
+    /// Says what the block limit is, for the error when it is reached.
+    limit_reason: String,
 }
 
 impl DataWriter {
-    /// A writer that takes blocks from `alloc` and buffers up to `buffer` bytes.
-    pub fn new(alloc: BlockAllocator, buffer: usize, cancel: Option<Arc<AtomicBool>>) -> Self {
+    /// A writer that takes blocks from `alloc` and buffers up to `buffer` bytes. `limit_reason`
+    /// completes "the image would grow past ..." when the allocator's limit is reached.
+    pub fn new(
+        alloc: BlockAllocator,
+        buffer: usize,
+        cancel: Option<Arc<AtomicBool>>,
+        limit_reason: String,
+    ) -> Self {
         let buffer = buffer.max(4 * BS) / BS * BS;
         DataWriter {
             alloc,
@@ -55,6 +63,7 @@ impl DataWriter {
             run_end: 0,
             crc: 0,
             cancel,
+            limit_reason,
         }
     }
 
@@ -108,12 +117,12 @@ impl DataWriter {
 
     fn next_block(&mut self, hint: u64) -> Result<u64> {
         if self.run_next == self.run_end {
-            let run = self.alloc.alloc(hint.clamp(ALLOC_CHUNK, u64::from(EXT_INIT_MAX_LEN))).map_err(|e| {
-                Error::limit(format!(
-                    "the image would grow past its maximum size of {} bytes (see the max_size option)",
-                    e.limit * BS as u64
-                ))
-            })?;
+            let run = self
+                .alloc
+                .alloc(hint.clamp(ALLOC_CHUNK, u64::from(EXT_INIT_MAX_LEN)))
+                .map_err(|_| {
+                    Error::limit(format!("the image would grow past {}", self.limit_reason))
+                })?;
             self.run_next = run.start;
             self.run_end = run.end();
         }
@@ -292,7 +301,12 @@ mod tests {
     fn writer() -> (DataWriter, File) {
         let file = tempfile::tempfile().unwrap();
         (
-            DataWriter::new(BlockAllocator::new(1, 1 << 20), 64 * 1024, None),
+            DataWriter::new(
+                BlockAllocator::new(1, 1 << 20),
+                64 * 1024,
+                None,
+                "the limit".into(),
+            ),
             file,
         )
     }
@@ -388,7 +402,12 @@ mod tests {
     #[test]
     fn limit_is_reported() {
         let file = tempfile::tempfile().unwrap();
-        let mut w = DataWriter::new(BlockAllocator::new(1, 10), 64 * 1024, None);
+        let mut w = DataWriter::new(
+            BlockAllocator::new(1, 10),
+            64 * 1024,
+            None,
+            "the limit".into(),
+        );
         let mut s = w.begin(&file);
         let err = s.copy(&mut &vec![1u8; 20 * BS][..], None).unwrap_err();
         assert_eq!(err.kind(), ErrorKind::LimitExceeded);

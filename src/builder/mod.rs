@@ -141,7 +141,14 @@ impl ImageBuilder {
         }
         let output = Output::create(path).map_err(|e| e.with_source(path.display()))?;
         let alloc = BlockAllocator::new(reserved, limit);
-        let data = DataWriter::new(alloc, opts.buffer_size, opts.cancel.clone());
+        let limit_reason = match opts.size {
+            Some(size) if size < opts.limits.max_size => format!("the size given ({size} bytes)"),
+            _ => format!(
+                "its maximum size of {} bytes (see the max_size option)",
+                opts.limits.max_size
+            ),
+        };
+        let data = DataWriter::new(alloc, opts.buffer_size, opts.cancel.clone(), limit_reason);
         let implicit = attrs_at(0o755, opts.time);
         Ok(ImageBuilder {
             output,

@@ -8,6 +8,7 @@ pub use crate::layout::sizing::Headroom;
 
 /// Bounds that protect against hostile or broken input.
 #[derive(Clone, Debug)]
+#[non_exhaustive]
 pub struct Limits {
     /// Largest image, in bytes: a build that would grow past it stops with
     /// [`crate::ErrorKind::LimitExceeded`]. Also bounds the space held for descriptor tables.
@@ -29,8 +30,9 @@ impl Default for Limits {
     }
 }
 
-/// How to build an image.
+/// How to build an image. Start from [`BuildOptions::default`] and set fields.
 #[derive(Clone, Debug)]
+#[non_exhaustive]
 pub struct BuildOptions {
     /// Exact image size in bytes (rounded down to 4 KiB). The build fails, stating the size
     /// needed, when the content does not fit. Default: sized to the content.

@@ -94,6 +94,14 @@ impl BlockAllocator {
         Ok(run)
     }
 
+    /// The same allocator with another block limit.
+    pub fn with_limit(&self, limit: u64) -> Self {
+        BlockAllocator {
+            limit,
+            ..self.clone()
+        }
+    }
+
     /// Returns the unused tail `[start, end)` of the most recent allocation.
     pub fn give_back(&mut self, start: u64, end: u64) {
         if end == self.next && start <= end {

@@ -270,8 +270,11 @@ pub fn plan(
             None
         };
         let mut sim = alloc.clone();
-        let placed =
-            place_group_metadata(&mut sim, &geometry, journal).map_err(SizingError::OutOfSpace)?;
+        let placed = match place_group_metadata(&mut sim, &geometry, journal) {
+            Ok(p) => p,
+            Err(_) if policy.fixed_bytes.is_some() => return too_small(demand, policy, alloc),
+            Err(e) => return Err(SizingError::OutOfSpace(e)),
+        };
         let meta: u64 = placed.runs.iter().map(|r| r.len).sum();
         let used = demand.used_blocks + meta + super_overhead(groups);
         let end = sim.high_water();
@@ -297,19 +300,28 @@ pub fn plan(
             });
         }
         if policy.fixed_bytes.is_some() {
-            let relaxed = SizePolicy {
-                fixed_bytes: None,
-                headroom: Headroom::Bytes(0),
-                min_bytes: 0,
-                ..*policy
-            };
-            let needed = plan(demand, &relaxed, alloc)?;
-            return Err(SizingError::TooSmall {
-                needed_bytes: needed.geometry.blocks_count * BLOCK_SIZE as u64,
-            });
+            return too_small(demand, policy, alloc);
         }
         blocks = want.max(blocks + 1);
     }
+}
+
+/// The error for a fixed size that is too small, with the size that would do.
+fn too_small(
+    demand: &Demand,
+    policy: &SizePolicy,
+    alloc: &BlockAllocator,
+) -> Result<Plan, SizingError> {
+    let relaxed = SizePolicy {
+        fixed_bytes: None,
+        headroom: Headroom::Bytes(0),
+        min_bytes: 0,
+        ..*policy
+    };
+    let needed = plan(demand, &relaxed, &alloc.with_limit(u64::MAX / 2))?;
+    Err(SizingError::TooSmall {
+        needed_bytes: needed.geometry.blocks_count * BLOCK_SIZE as u64,
+    })
 }
 
 #[cfg(test)]

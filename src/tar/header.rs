@@ -242,9 +242,8 @@ impl<'a> Header<'a> {
         ))
     }
 
-    /// The old GNU sparse map in the header: up to four (offset, length) pairs, whether
-    /// extension blocks follow, and the real file size.
-    pub fn gnu_sparse(&self) -> Result<(Vec<(i64, i64)>, bool, i64), HeaderError> {
+    /// The old GNU sparse map in the header.
+    pub fn gnu_sparse(&self) -> Result<GnuSparse, HeaderError> {
         let mut map = Vec::new();
         for i in 0..4 {
             let at = 386 + 24 * i;
@@ -257,9 +256,23 @@ impl<'a> Header<'a> {
             ));
         }
         let extended = self.raw[482] != 0;
-        let real = parse_number(&self.raw[483..495], "realsize")?;
-        Ok((map, extended, real))
+        let real_size = parse_number(&self.raw[483..495], "realsize")?;
+        Ok(GnuSparse {
+            map,
+            extended,
+            real_size,
+        })
     }
+}
+
+/// The sparse map of an old GNU sparse header.
+pub struct GnuSparse {
+    /// Up to four (offset, length) pairs.
+    pub map: Vec<(i64, i64)>,
+    /// Whether extension blocks with more pairs follow.
+    pub extended: bool,
+    /// The real file size.
+    pub real_size: i64,
 }
 
 /// Parses an old GNU sparse extension block: 21 (offset, length) pairs and a continuation flag.

@@ -381,8 +381,11 @@ impl<R: Read> TarReader<R> {
         let mut size = data_size;
         let mut sparse = None;
         if tf == typeflag::GNU_SPARSE {
-            let (mut map, mut extended, real) =
-                header.gnu_sparse().map_err(|e| corrupt_at(offset, e))?;
+            let header::GnuSparse {
+                mut map,
+                mut extended,
+                real_size: real,
+            } = header.gnu_sparse().map_err(|e| corrupt_at(offset, e))?;
             let mut ext = [0u8; BLOCK];
             while extended {
                 let at = self.pos;

@@ -5,9 +5,12 @@ use base64::Engine;
 use crate::entry::{Timestamp, Xattr};
 use crate::ext4::acl::{self, tag, AclEntry};
 
+/// One PAX record: key and value.
+pub type Record = (Vec<u8>, Vec<u8>);
+
 /// Parses the records of a PAX header. Later records for the same key win, except for the
 /// repeated `GNU.sparse.offset` / `GNU.sparse.numbytes` pairs, which are kept in order.
-pub fn parse_records(mut data: &[u8]) -> Result<Vec<(Vec<u8>, Vec<u8>)>, String> {
+pub fn parse_records(mut data: &[u8]) -> Result<Vec<Record>, String> {
     let mut out = Vec::new();
     while !data.is_empty() {
         // Some writers pad the header with NULs.
@@ -211,7 +214,7 @@ pub struct Overrides {
 
 impl Overrides {
     /// Applies the records of one PAX header. Returns warnings for records that were ignored.
-    pub fn apply(&mut self, records: Vec<(Vec<u8>, Vec<u8>)>) -> Result<Vec<String>, String> {
+    pub fn apply(&mut self, records: Vec<Record>) -> Result<Vec<String>, String> {
         let mut warnings = Vec::new();
         for (key, value) in records {
             let bad = |what: &str| {

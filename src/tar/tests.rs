@@ -21,7 +21,10 @@ fn archive(build: impl FnOnce(&mut tar::Builder<Vec<u8>>)) -> Vec<u8> {
     b.into_inner().unwrap()
 }
 
-fn read_all(data: &[u8]) -> Result<(Vec<(Entry, Vec<u8>)>, Vec<String>)> {
+/// Entries with their data, and the warnings.
+type ReadAll = (Vec<(Entry, Vec<u8>)>, Vec<String>);
+
+fn read_all(data: &[u8]) -> Result<ReadAll> {
     let mut r = TarReader::new(data);
     let mut out = Vec::new();
     while let Some(e) = r.next_entry()? {
