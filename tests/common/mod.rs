@@ -166,7 +166,8 @@ impl Drop for Mounted {
     }
 }
 
-fn sha256_file(path: &Path) -> [u8; 32] {
+/// sha256 of a file's content.
+pub fn sha256_file(path: &Path) -> [u8; 32] {
     let mut f = fs::File::open(path).unwrap_or_else(|e| panic!("open {}: {e}", path.display()));
     let mut h = Sha256::new();
     let mut buf = vec![0u8; 1 << 20];
