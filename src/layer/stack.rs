@@ -5,9 +5,9 @@ use std::sync::Arc;
 
 use super::{apply_layer, LayerStats};
 use crate::builder::ImageBuilder;
-use crate::error::Result;
+use crate::error::{Error, ErrorKind, Result};
 use crate::source::compression::Compression;
-use crate::source::digest::{verify, Digest};
+use crate::source::digest::{verify, Digest, HashingReader};
 use crate::source::stream::{self, Opener};
 
 /// One layer to apply.
@@ -92,6 +92,17 @@ impl<R: std::io::Read> std::io::Read for ProgressReader<'_, R> {
     }
 }
 
+/// Hashes a whole blob again. Used only when a layer failed to parse: a blob that does not
+/// match its digest is reported as such rather than as whatever the parser tripped over.
+fn blob_matches(open: &Opener, expected: &Digest) -> bool {
+    let Ok(raw) = open() else { return true };
+    let mut r = HashingReader::new(raw);
+    if std::io::copy(&mut r, &mut std::io::sink()).is_err() {
+        return true;
+    }
+    r.finish().0 == *expected
+}
+
 /// Applies `layers` to `builder` in order. Each layer's blob is decompressed and hashed on its
 /// own thread while its entries are applied here; the digests are checked once the whole blob
 /// (trailing bytes included) has been read.
@@ -112,11 +123,12 @@ pub fn apply_layers(
         progress.layer_started(index, &name, size);
         let count = Arc::new(AtomicU64::new(0));
         let counter = count.clone();
-        let counted: Opener = Box::new(move || {
-            let raw = open()?;
+        let inner = open.clone();
+        let counted: Opener = Arc::new(move || {
+            let raw = inner()?;
             Ok(Box::new(CountingReader {
                 inner: raw,
-                count: counter,
+                count: counter.clone(),
             }) as Box<dyn std::io::Read + Send>)
         });
         let result = (|| -> Result<LayerReport> {
@@ -131,7 +143,9 @@ pub fn apply_layers(
             let (stats, _) = apply_layer(builder, reader)?;
             let (digests, trailing) = stream.finish()?;
             if trailing > 0 {
-                builder.warn(format!("{name}: {trailing} non-zero bytes after the end of the archive were hashed but not read"));
+                builder.warn(format!(
+                    "{name}: {trailing} non-zero bytes after the end of the archive were hashed but not read"
+                ));
             }
             if let Some(expected) = &blob_digest {
                 verify("blob", expected, &digests.blob)?;
@@ -149,7 +163,19 @@ pub fn apply_layers(
                 stats,
             })
         })();
-        let report = result.map_err(|e| e.with_layer(&name))?;
+        let report = match result {
+            Ok(r) => r,
+            Err(e) => {
+                let e = match &blob_digest {
+                    Some(d) if e.kind() == ErrorKind::CorruptInput && !blob_matches(&open, d) => Error::new(
+                        ErrorKind::DigestMismatch,
+                        format!("blob digest mismatch: the blob is not {d} (reading it failed with: {e})"),
+                    ),
+                    _ => e,
+                };
+                return Err(e.with_layer(&name));
+            }
+        };
         progress.layer_progress(index, count.load(Ordering::Relaxed));
         progress.layer_finished(index, &report);
         reports.push(report);

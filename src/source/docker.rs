@@ -144,7 +144,7 @@ impl Archive {
             let path = self.path.clone();
             layers.push(LayerInput {
                 name: format!("layer {}/{total} ({name})", i + 1),
-                open: Box::new(move || {
+                open: std::sync::Arc::new(move || {
                     let mut f =
                         File::open(&path).map_err(|e| Error::io("cannot open the archive", e))?;
                     f.seek(SeekFrom::Start(offset))

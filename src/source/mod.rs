@@ -39,7 +39,7 @@ pub fn file_layer(path: &Path) -> LayerInput {
     let size = std::fs::metadata(path).ok().map(|m| m.len());
     LayerInput {
         name: path.display().to_string(),
-        open: Box::new(move || {
+        open: std::sync::Arc::new(move || {
             let f =
                 File::open(&p).map_err(|e| Error::io(format!("cannot open {}", p.display()), e))?;
             Ok(Box::new(f) as Box<dyn Read + Send>)
@@ -84,14 +84,16 @@ fn file_kind(path: &Path) -> Result<FileKind> {
     })
 }
 
-/// Splits `DIR:REF` or `DIR@sha256:…` where the whole string is not an existing path.
-fn split_reference(source: &str) -> Option<(&str, &str)> {
+/// Splits `PATH:REF` or `PATH@sha256:…` into an existing path and a reference. A reference may
+/// itself hold colons (`archive.tar:alpine:3.20`), so the first split whose path exists wins.
+fn split_reference(source: &str, exists: impl Fn(&str) -> bool) -> Option<(&str, &str)> {
     if let Some(at) = source.find("@sha256:") {
-        return Some((&source[..at], &source[at + 1..]));
+        return Some((&source[..at], &source[at + 1..])).filter(|(p, _)| exists(p));
     }
     source
-        .rsplit_once(':')
-        .filter(|(path, r)| !path.is_empty() && !r.contains('/'))
+        .match_indices(':')
+        .map(|(i, _)| (&source[..i], &source[i + 1..]))
+        .find(|(path, r)| !path.is_empty() && !r.is_empty() && !r.contains('/') && exists(path))
 }
 
 /// Decides how to read `source`, or the `layers` given instead.
@@ -119,9 +121,9 @@ pub fn plan(
     let (path, reference) = if Path::new(source).exists() {
         (Path::new(source), None)
     } else {
-        match split_reference(source) {
-            Some((p, r)) if Path::new(p).exists() => (Path::new(p), Some(r)),
-            _ => {
+        match split_reference(source, |p| Path::new(p).exists()) {
+            Some((p, r)) => (Path::new(p), Some(r)),
+            None => {
                 return Err(Error::invalid(format!(
                     "{source}: no such file or directory"
                 )))
@@ -181,13 +183,20 @@ mod tests {
 
     #[test]
     fn references_split() {
-        assert_eq!(split_reference("img:latest"), Some(("img", "latest")));
+        let all = |_: &str| true;
+        assert_eq!(split_reference("img:latest", all), Some(("img", "latest")));
         assert_eq!(
-            split_reference("dir/img@sha256:abc"),
+            split_reference("dir/img@sha256:abc", all),
             Some(("dir/img", "sha256:abc"))
         );
-        assert_eq!(split_reference("./a:b/c"), None);
-        assert_eq!(split_reference(":x"), None);
+        assert_eq!(split_reference("./a:b/c", all), None);
+        assert_eq!(split_reference(":x", all), None);
+        let only = |p: &str| p == "a.tar";
+        assert_eq!(
+            split_reference("a.tar:alpine:3.20", only),
+            Some(("a.tar", "alpine:3.20"))
+        );
+        assert_eq!(split_reference("b.tar:alpine:3.20", only), None);
         assert!(parse_owner("1000:100").is_ok());
         assert!(parse_owner("1000").is_err());
     }

@@ -383,7 +383,7 @@ impl Layout {
                 let open_path = path.clone();
                 Ok(LayerInput {
                     name: format!("layer {}", &d.digest),
-                    open: Box::new(move || {
+                    open: std::sync::Arc::new(move || {
                         let f = File::open(&open_path).map_err(|e| {
                             Error::io(format!("cannot open {}", open_path.display()), e)
                         })?;

@@ -7,6 +7,7 @@
 
 use std::io::{self, BufReader, Read};
 use std::sync::mpsc::{self, Receiver, Sender, SyncSender, TryRecvError};
+use std::sync::Arc;
 use std::thread::{self, JoinHandle};
 
 use super::compression::{self, Compression};
@@ -40,8 +41,9 @@ enum Msg {
     End(Result<StreamDigests>),
 }
 
-/// Opens the raw blob stream; runs on the stream's thread.
-pub type Opener = Box<dyn FnOnce() -> Result<Box<dyn Read + Send>> + Send>;
+/// Opens the raw blob stream; runs on the stream's thread, and again to check a blob's digest
+/// when its content could not be parsed.
+pub type Opener = Arc<dyn Fn() -> Result<Box<dyn Read + Send>> + Send + Sync>;
 
 /// The consuming end: decompressed bytes in order.
 pub struct LayerStream {
@@ -77,7 +79,7 @@ pub fn spawn(open: Opener) -> LayerStream {
 
 /// The thread's work. Returns the digests once every byte was read.
 fn produce(open: Opener, tx: &SyncSender<Msg>, spare: &Receiver<Vec<u8>>) -> Result<StreamDigests> {
-    let raw = open()?;
+    let raw = ReadErrors(open()?);
     let mut blob = HashingReader::new(BufReader::with_capacity(RAW_BUFFER, raw));
     let compression = compression::detect(&mut blob)?;
     let mut diff = HashingReader::new(compression::decoder(&mut blob, compression)?);
@@ -93,12 +95,14 @@ fn produce(open: Opener, tx: &SyncSender<Msg>, spare: &Receiver<Vec<u8>>) -> Res
                 Ok(0) => break,
                 Ok(n) => filled += n,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                // Failures to read the blob arrive as this crate's I/O errors; anything else
+                // is the decoder finding the stream corrupt.
+                Err(e) if e.get_ref().is_some_and(|i| i.is::<Error>()) => return Err(e.into()),
                 Err(e) => {
-                    let err: Error = e.into();
-                    return Err(Error::new(
-                        err.kind(),
-                        format!("{} stream: {err}", compression.name()),
-                    ));
+                    return Err(
+                        Error::corrupt(format!("{} stream is corrupt", compression.name()))
+                            .with_cause(e),
+                    )
                 }
             }
         }
@@ -125,6 +129,19 @@ fn produce(open: Opener, tx: &SyncSender<Msg>, spare: &Receiver<Vec<u8>>) -> Res
         diff_size,
         compression,
     })
+}
+
+/// Marks errors of the raw blob reader as I/O errors of this crate, so they are not taken for
+/// a corrupt stream.
+struct ReadErrors(Box<dyn Read + Send>);
+
+impl Read for ReadErrors {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        self.0.read(buf).map_err(|e| match e.get_ref() {
+            Some(inner) if inner.is::<Error>() => e,
+            _ => io::Error::other(Error::io("cannot read the layer", e)),
+        })
+    }
 }
 
 impl LayerStream {
@@ -215,8 +232,8 @@ mod tests {
         gz.write_all(&data).unwrap();
         let blob = gz.finish().unwrap();
         let expect_blob = Digest::of(&blob);
-        let mut s = spawn(Box::new(move || {
-            Ok(Box::new(std::io::Cursor::new(blob)) as Box<dyn Read + Send>)
+        let mut s = spawn(Arc::new(move || {
+            Ok(Box::new(std::io::Cursor::new(blob.clone())) as Box<dyn Read + Send>)
         }));
         let mut head = vec![0u8; 1000];
         s.read_exact(&mut head).unwrap();
@@ -235,8 +252,8 @@ mod tests {
         gz.write_all(&[1u8; 100_000]).unwrap();
         let mut blob = gz.finish().unwrap();
         blob.truncate(blob.len() / 2);
-        let mut s = spawn(Box::new(move || {
-            Ok(Box::new(std::io::Cursor::new(blob)) as Box<dyn Read + Send>)
+        let mut s = spawn(Arc::new(move || {
+            Ok(Box::new(std::io::Cursor::new(blob.clone())) as Box<dyn Read + Send>)
         }));
         let mut out = Vec::new();
         let err = s.read_to_end(&mut out).unwrap_err();
@@ -247,8 +264,8 @@ mod tests {
     #[test]
     fn dropping_early_stops_the_thread() {
         let data = vec![5u8; 50 << 20];
-        let mut s = spawn(Box::new(move || {
-            Ok(Box::new(std::io::Cursor::new(data)) as Box<dyn Read + Send>)
+        let mut s = spawn(Arc::new(move || {
+            Ok(Box::new(std::io::Cursor::new(data.clone())) as Box<dyn Read + Send>)
         }));
         let mut b = [0u8; 10];
         s.read_exact(&mut b).unwrap();

@@ -4,7 +4,9 @@
 
 #![allow(dead_code)]
 
+pub mod layers;
 pub mod model;
+pub mod oci;
 pub mod tars;
 
 use std::collections::{BTreeMap, BTreeSet};

@@ -46,7 +46,8 @@ impl Attrs {
         self
     }
 
-    fn node(&self, kind: Kind) -> Node {
+    /// The model node of an entry with these attributes.
+    pub fn to_node(&self, kind: Kind) -> Node {
         // The kernel does not let user.* attributes of anything but files and directories be
         // read, so a mount cannot show them.
         let visible =
@@ -152,7 +153,7 @@ impl<W: Write> TarGen<W> {
     pub fn dir(&mut self, path: &str, a: Attrs) {
         let h = self.header(path.as_bytes(), tar::EntryType::Directory, &a, 0, None);
         self.tar.append(&h, &[][..]).unwrap();
-        self.model.put(path.as_bytes(), a.node(Kind::Dir));
+        self.model.put(path.as_bytes(), a.to_node(Kind::Dir));
     }
 
     pub fn file(&mut self, path: &str, a: Attrs, content: &[u8]) {
@@ -171,7 +172,7 @@ impl<W: Write> TarGen<W> {
         let sha256 = Sha256::digest(content).into();
         self.model.put(
             path,
-            a.node(Kind::File {
+            a.to_node(Kind::File {
                 size: content.len() as u64,
                 sha256,
             }),
@@ -190,7 +191,7 @@ impl<W: Write> TarGen<W> {
         assert_eq!(r.count, size);
         self.model.put(
             path.as_bytes(),
-            a.node(Kind::File {
+            a.to_node(Kind::File {
                 size,
                 sha256: r.hasher.finalize().into(),
             }),
@@ -207,7 +208,7 @@ impl<W: Write> TarGen<W> {
         );
         self.tar.append(&h, &[][..]).unwrap();
         self.model
-            .put(path.as_bytes(), a.node(Kind::Symlink(target.to_vec())));
+            .put(path.as_bytes(), a.to_node(Kind::Symlink(target.to_vec())));
     }
 
     pub fn hardlink(&mut self, path: &str, target: &str) {
@@ -239,13 +240,13 @@ impl<W: Write> TarGen<W> {
         } else {
             Kind::Char(major, minor)
         };
-        self.model.put(path.as_bytes(), a.node(k));
+        self.model.put(path.as_bytes(), a.to_node(k));
     }
 
     pub fn fifo(&mut self, path: &str, a: Attrs) {
         let h = self.header(path.as_bytes(), tar::EntryType::Fifo, &a, 0, None);
         self.tar.append(&h, &[][..]).unwrap();
-        self.model.put(path.as_bytes(), a.node(Kind::Fifo));
+        self.model.put(path.as_bytes(), a.to_node(Kind::Fifo));
     }
 
     pub fn finish(self) -> (W, Model) {
