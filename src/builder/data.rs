@@ -1,12 +1,14 @@
-//! File data on its way into the image: read straight into one large buffer, blocks of zeros
-//! dropped (they become holes), every other block given the next free block and written out in
-//! large runs. Each byte is copied once from the reader into the buffer and written once.
+//! File data on its way into the image: read straight into a large aligned buffer, blocks of
+//! zeros dropped (they become holes), every other block given the next free block, and full
+//! buffers handed to the background writer ([`super::writer`]) in large runs. Each byte is
+//! copied once from the reader into the buffer and written once.
 
 use std::fs::File;
 use std::io::{self, Read};
-use std::os::unix::fs::FileExt;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+
+use super::writer::{AlignedBuf, BackgroundWriter};
 
 use crate::error::{Error, ErrorKind, Result};
 use crate::ext4::extent::{Extent, EXT_INIT_MAX_LEN};
@@ -29,7 +31,8 @@ pub fn is_zero(block: &[u8]) -> bool {
 /// Writes file data into the image.
 pub struct DataWriter {
     alloc: BlockAllocator,
-    buf: Box<[u8]>,
+    writer: BackgroundWriter,
+    buf: AlignedBuf,
     /// Bytes at the start of `buf` that have blocks assigned, from `buf_start` on.
     committed: usize,
     /// End of the bytes read into `buf`; `[committed, filled)` are not yet placed.
@@ -37,79 +40,83 @@ pub struct DataWriter {
     buf_start: u64,
     run_next: u64,
     run_end: u64,
-    crc: u32,
     cancel: Option<Arc<AtomicBool>>,
     /// Says what the block limit is, for the error when it is reached.
     limit_reason: String,
 }
 
 impl DataWriter {
-    /// A writer that takes blocks from `alloc` and buffers up to `buffer` bytes. `limit_reason`
-    /// completes "the image would grow past ..." when the allocator's limit is reached.
+    /// A writer into `file` that takes blocks from `alloc` and buffers `buffer` bytes while
+    /// another buffer of that size is being written. `limit_reason` completes "the image would
+    /// grow past ..." when the allocator's limit is reached.
     pub fn new(
+        file: &File,
         alloc: BlockAllocator,
         buffer: usize,
         cancel: Option<Arc<AtomicBool>>,
         limit_reason: String,
-    ) -> Self {
-        let buffer = buffer.max(4 * BS) / BS * BS;
-        DataWriter {
+    ) -> Result<Self> {
+        let buffer = buffer.max(16 * BS) / BS * BS;
+        let mut writer = BackgroundWriter::start(file, 2, buffer)?;
+        let buf = writer.take_buffer()?;
+        Ok(DataWriter {
             alloc,
-            buf: vec![0u8; buffer].into_boxed_slice(),
+            writer,
+            buf,
             committed: 0,
             filled: 0,
             buf_start: 0,
             run_next: 0,
             run_end: 0,
-            crc: 0,
             cancel,
             limit_reason,
-        }
+        })
     }
 
     /// Starts writing one file's data.
-    pub fn begin<'a>(&'a mut self, file: &'a File) -> FileSession<'a> {
+    pub fn begin(&mut self) -> FileSession<'_> {
         debug_assert_eq!(self.committed, self.filled);
         FileSession {
             w: self,
-            file,
             block: 0,
             extents: Vec::new(),
         }
     }
 
     /// Makes freed extents read as zeros in the image (they are free blocks from now on).
-    pub fn discard(&mut self, file: &File, extents: &[Extent]) -> Result<()> {
+    pub fn discard(&mut self, extents: &[Extent]) -> Result<()> {
         if extents.is_empty() {
             return Ok(());
         }
-        self.flush_committed(file)?;
+        self.flush_committed()?;
         for e in extents {
-            super::output::discard(file, e.ee_start, u64::from(e.len()))
-                .map_err(|err| Error::io("cannot discard replaced file data", err))?;
+            self.writer.discard(e.ee_start, u64::from(e.len()))?;
         }
         Ok(())
     }
 
-    /// Ends the data phase: flushes and returns the allocator, with blocks taken but not used
-    /// given back, and a crc32c of every data byte written, in order: a cheap fingerprint of the
-    /// content.
-    pub fn into_allocator(mut self, file: &File) -> Result<(BlockAllocator, u32)> {
-        self.flush_committed(file)?;
+    /// Ends the data phase: waits for every write and returns the allocator, with blocks taken
+    /// but not used given back, and a crc32c of every data byte written, in order: a cheap
+    /// fingerprint of the content.
+    pub fn into_allocator(mut self) -> Result<(BlockAllocator, u32)> {
+        self.flush_committed()?;
         self.alloc.give_back(self.run_next, self.run_end);
-        Ok((self.alloc, self.crc))
+        let (crc, _direct) = self.writer.finish()?;
+        Ok((self.alloc, crc))
     }
 
-    /// Writes the committed bytes and moves the unplaced ones to the front of the buffer.
-    fn flush_committed(&mut self, file: &File) -> Result<()> {
+    /// Hands the committed bytes to the writer and carries the unplaced ones over to a fresh
+    /// buffer.
+    fn flush_committed(&mut self) -> Result<()> {
         if self.committed > 0 {
-            let data = &self.buf[..self.committed];
-            file.write_all_at(data, self.buf_start * BS as u64)
-                .map_err(|e| Error::io("cannot write the image", e))?;
-            self.crc = crc32c::crc32c_append(self.crc, data);
-            self.buf.copy_within(self.committed..self.filled, 0);
+            let mut next = self.writer.take_buffer()?;
+            let tail = self.filled - self.committed;
+            next.as_mut_slice()[..tail]
+                .copy_from_slice(&self.buf.as_slice()[self.committed..self.filled]);
+            let full = std::mem::replace(&mut self.buf, next);
+            self.writer.write(self.buf_start, full, self.committed)?;
             self.buf_start += (self.committed / BS) as u64;
-            self.filled -= self.committed;
+            self.filled = tail;
             self.committed = 0;
         }
         Ok(())
@@ -141,7 +148,6 @@ impl DataWriter {
 /// One file's data being written.
 pub struct FileSession<'a> {
     w: &'a mut DataWriter,
-    file: &'a File,
     /// Logical block of `w.buf[w.committed]`.
     block: u64,
     extents: Vec<Extent>,
@@ -158,9 +164,12 @@ impl FileSession<'_> {
         let mut upto = self.w.committed + (self.w.filled - self.w.committed) / BS * BS;
         while self.w.committed < upto {
             let at = self.w.committed;
-            if is_zero(&self.w.buf[at..at + BS]) {
+            if is_zero(&self.w.buf.as_slice()[at..at + BS]) {
                 // A hole: drop the block from the buffer.
-                self.w.buf.copy_within(at + BS..self.w.filled, at);
+                self.w
+                    .buf
+                    .as_mut_slice()
+                    .copy_within(at + BS..self.w.filled, at);
                 self.w.filled -= BS;
                 upto -= BS;
                 self.block += 1;
@@ -173,7 +182,7 @@ impl FileSession<'_> {
             if self.w.committed == 0 {
                 self.w.buf_start = b;
             } else if b != self.w.buf_start + (self.w.committed / BS) as u64 {
-                self.w.flush_committed(self.file)?;
+                self.w.flush_committed()?;
                 upto -= at;
                 self.w.buf_start = b;
             }
@@ -199,8 +208,8 @@ impl FileSession<'_> {
 
     /// Makes room for at least `need` more bytes in the buffer.
     fn make_room(&mut self, need: usize) -> Result<()> {
-        if self.w.buf.len() - self.w.filled < need {
-            self.w.flush_committed(self.file)?;
+        if self.w.buf.as_slice().len() - self.w.filled < need {
+            self.w.flush_committed()?;
         }
         Ok(())
     }
@@ -218,10 +227,10 @@ impl FileSession<'_> {
                 return Err(Error::new(ErrorKind::Cancelled, "build cancelled"));
             }
             self.make_room(64 * 1024)?;
-            let space = self.w.buf.len() - self.w.filled;
+            let space = self.w.buf.as_slice().len() - self.w.filled;
             let n = space.min(usize::try_from(want).unwrap_or(usize::MAX));
             let filled = self.w.filled;
-            let got = match reader.read(&mut self.w.buf[filled..filled + n]) {
+            let got = match reader.read(&mut self.w.buf.as_mut_slice()[filled..filled + n]) {
                 Ok(0) => break,
                 Ok(got) => got,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
@@ -250,7 +259,7 @@ impl FileSession<'_> {
             if offset / BS as u64 == self.block {
                 // Still inside the block being filled.
                 let gap = (offset - pos) as usize;
-                self.w.buf[self.w.filled..self.w.filled + gap].fill(0);
+                self.w.buf.as_mut_slice()[self.w.filled..self.w.filled + gap].fill(0);
                 self.w.filled += gap;
                 return Ok(());
             }
@@ -259,7 +268,7 @@ impl FileSession<'_> {
         self.block = offset / BS as u64;
         let lead = (offset % BS as u64) as usize;
         self.make_room(BS)?;
-        self.w.buf[self.w.filled..self.w.filled + lead].fill(0);
+        self.w.buf.as_mut_slice()[self.w.filled..self.w.filled + lead].fill(0);
         self.w.filled += lead;
         Ok(())
     }
@@ -270,7 +279,7 @@ impl FileSession<'_> {
         if partial % BS != 0 {
             let pad = BS - partial % BS;
             self.make_room(pad)?;
-            self.w.buf[self.w.filled..self.w.filled + pad].fill(0);
+            self.w.buf.as_mut_slice()[self.w.filled..self.w.filled + pad].fill(0);
             self.w.filled += pad;
         }
         self.place_whole_blocks()
@@ -300,15 +309,15 @@ mod tests {
 
     fn writer() -> (DataWriter, File) {
         let file = tempfile::tempfile().unwrap();
-        (
-            DataWriter::new(
-                BlockAllocator::new(1, 1 << 20),
-                64 * 1024,
-                None,
-                "the limit".into(),
-            ),
-            file,
+        let w = DataWriter::new(
+            &file,
+            BlockAllocator::new(1, 1 << 20),
+            64 * 1024,
+            None,
+            "the limit".into(),
         )
+        .unwrap();
+        (w, file)
     }
 
     fn read_back(file: &File, extents: &[Extent], size: u64) -> Vec<u8> {
@@ -332,10 +341,10 @@ mod tests {
         data[..BS].fill(1);
         data[3 * BS..4 * BS].fill(3);
         data[5 * BS..].fill(5);
-        let mut s = w.begin(&file);
+        let mut s = w.begin();
         assert_eq!(s.copy(&mut &data[..], None).unwrap(), data.len() as u64);
         let extents = s.finish(data.len() as u64).unwrap();
-        w.flush_committed(&file).unwrap();
+        w.into_allocator().unwrap();
         // Blocks 0, 3 and 5 hold data; 1, 2 and 4 are holes.
         assert_eq!(extents.len(), 3);
         assert_eq!(
@@ -354,14 +363,14 @@ mod tests {
     fn consecutive_files_pack_and_large_reads_span_flushes() {
         let (mut w, file) = writer();
         let big: Vec<u8> = (0..300_000u32).map(|i| (i % 251) as u8 + 1).collect();
-        let mut s = w.begin(&file);
+        let mut s = w.begin();
         s.copy(&mut &big[..], None).unwrap();
         let e1 = s.finish(big.len() as u64).unwrap();
         let small = b"hello".to_vec();
-        let mut s = w.begin(&file);
+        let mut s = w.begin();
         s.copy(&mut &small[..], None).unwrap();
         let e2 = s.finish(5).unwrap();
-        w.flush_committed(&file).unwrap();
+        w.into_allocator().unwrap();
         assert_eq!(e1.len(), 1);
         assert_eq!(e2[0].ee_start, e1[0].ee_start + u64::from(e1[0].len()));
         assert_eq!(read_back(&file, &e1, big.len() as u64), big);
@@ -371,14 +380,14 @@ mod tests {
     #[test]
     fn sparse_segments_at_unaligned_offsets() {
         let (mut w, file) = writer();
-        let mut s = w.begin(&file);
+        let mut s = w.begin();
         s.skip_to(100).unwrap();
         s.copy(&mut &[7u8; 50][..], None).unwrap();
         s.skip_to(10 * BS as u64 + 5).unwrap();
         s.copy(&mut &[9u8; 10][..], None).unwrap();
         let size = 20 * BS as u64;
         let extents = s.finish(size).unwrap();
-        w.flush_committed(&file).unwrap();
+        w.into_allocator().unwrap();
         assert_eq!(
             extents.iter().map(|e| e.ee_block).collect::<Vec<_>>(),
             [0, 10]
@@ -392,8 +401,8 @@ mod tests {
 
     #[test]
     fn going_backwards_or_short_size_is_an_error() {
-        let (mut w, file) = writer();
-        let mut s = w.begin(&file);
+        let (mut w, _file) = writer();
+        let mut s = w.begin();
         s.copy(&mut &[1u8; 10][..], None).unwrap();
         assert!(s.skip_to(5).is_err());
         assert!(s.finish(3).is_err());
@@ -403,12 +412,14 @@ mod tests {
     fn limit_is_reported() {
         let file = tempfile::tempfile().unwrap();
         let mut w = DataWriter::new(
+            &file,
             BlockAllocator::new(1, 10),
             64 * 1024,
             None,
             "the limit".into(),
-        );
-        let mut s = w.begin(&file);
+        )
+        .unwrap();
+        let mut s = w.begin();
         let err = s.copy(&mut &vec![1u8; 20 * BS][..], None).unwrap_err();
         assert_eq!(err.kind(), ErrorKind::LimitExceeded);
     }

@@ -20,6 +20,7 @@ mod data;
 mod finish;
 mod options;
 mod output;
+mod writer;
 
 use std::io::Read;
 use std::path::Path;
@@ -148,7 +149,13 @@ impl ImageBuilder {
                 opts.limits.max_size
             ),
         };
-        let data = DataWriter::new(alloc, opts.buffer_size, opts.cancel.clone(), limit_reason);
+        let data = DataWriter::new(
+            output.file(),
+            alloc,
+            opts.buffer_size,
+            opts.cancel.clone(),
+            limit_reason,
+        )?;
         let implicit = attrs_at(0o755, opts.time);
         Ok(ImageBuilder {
             output,
@@ -303,7 +310,7 @@ impl ImageBuilder {
     fn discard_freed(&mut self) -> Result<()> {
         if self.tree.has_freed() {
             let freed = self.tree.take_freed();
-            self.data.discard(self.output.file(), &freed)?;
+            self.data.discard(&freed)?;
         }
         Ok(())
     }
@@ -376,8 +383,7 @@ impl ImageBuilder {
         if self.parent_of(path)?.is_none() {
             return Err(Error::corrupt("the root of the image must be a directory"));
         }
-        let file = self.output.file();
-        let mut session = self.data.begin(file);
+        let mut session = self.data.begin();
         let size = write(&mut session)?;
         let extents = session.finish(size)?;
         self.data_bytes += size;
@@ -576,8 +582,8 @@ impl ImageBuilder {
                     ))
                 }
             };
+            let (alloc, crc) = data.into_allocator()?;
             let file = output.file();
-            let (alloc, crc) = data.into_allocator(file)?;
             let mut summary = finish::finish(&tree, file, alloc, &opts, crc, lost_found)?;
             summary.data_bytes = data_bytes;
             summary.entries = entries;

@@ -34,6 +34,11 @@ impl Digest {
         Ok(Digest(out))
     }
 
+    /// A digest from its 32 bytes.
+    pub fn from_bytes(bytes: [u8; 32]) -> Self {
+        Digest(bytes)
+    }
+
     /// The digest of `data`.
     pub fn of(data: &[u8]) -> Self {
         Digest(Sha256::digest(data).into())

@@ -1,9 +1,10 @@
 //! A layer stream decompressed and hashed on its own thread.
 //!
-//! The thread reads the blob, hashes it (the blob digest), decompresses it, hashes the result
-//! (the `diff_id`) and hands it over in large chunks through a bounded channel; buffers come back
-//! for reuse. The consuming thread parses the tar and writes the image meanwhile. Memory in
-//! flight is bounded by the channel depth times the chunk size.
+//! The thread reads the blob, hashes it (the blob digest), decompresses it and hands the result
+//! over in large chunks through a bounded channel; buffers come back for reuse. The consuming
+//! thread hashes each chunk as it arrives (the `diff_id`), parses the tar and writes the image
+//! meanwhile: decompression on one core, hashing and writing on the other. Memory in flight is
+//! bounded by the channel depth times the chunk size.
 
 use std::io::{self, BufReader, Read};
 use std::sync::mpsc::{self, Receiver, Sender, SyncSender, TryRecvError};
@@ -11,13 +12,15 @@ use std::sync::Arc;
 use std::thread::{self, JoinHandle};
 
 use super::compression::{self, Compression};
+use sha2::{Digest as _, Sha256};
+
 use super::digest::{Digest, HashingReader};
 use crate::error::{Error, Result};
 
 /// Bytes per chunk handed over.
 const CHUNK: usize = 1 << 20;
 /// Chunks in flight.
-const DEPTH: usize = 8;
+const DEPTH: usize = 4;
 /// Read buffer on the compressed side.
 const RAW_BUFFER: usize = 256 << 10;
 
@@ -36,9 +39,16 @@ pub struct StreamDigests {
     pub compression: Compression,
 }
 
+/// What the decompressing thread measured.
+struct Produced {
+    blob: Digest,
+    blob_size: u64,
+    compression: Compression,
+}
+
 enum Msg {
     Data(Vec<u8>),
-    End(Result<StreamDigests>),
+    End(Result<Produced>),
 }
 
 /// Opens the raw blob stream; runs on the stream's thread, and again to check a blob's digest
@@ -51,7 +61,9 @@ pub struct LayerStream {
     recycle: Sender<Vec<u8>>,
     chunk: Vec<u8>,
     pos: usize,
-    end: Option<Result<StreamDigests>>,
+    diff: Sha256,
+    diff_size: u64,
+    end: Option<Result<Produced>>,
     thread: Option<JoinHandle<()>>,
 }
 
@@ -72,17 +84,19 @@ pub fn spawn(open: Opener) -> LayerStream {
         recycle,
         chunk: Vec::new(),
         pos: 0,
+        diff: Sha256::new(),
+        diff_size: 0,
         end: None,
         thread,
     }
 }
 
-/// The thread's work. Returns the digests once every byte was read.
-fn produce(open: Opener, tx: &SyncSender<Msg>, spare: &Receiver<Vec<u8>>) -> Result<StreamDigests> {
+/// The thread's work. Returns the blob's digest once every byte was read.
+fn produce(open: Opener, tx: &SyncSender<Msg>, spare: &Receiver<Vec<u8>>) -> Result<Produced> {
     let raw = ReadErrors(open()?);
     let mut blob = HashingReader::new(BufReader::with_capacity(RAW_BUFFER, raw));
     let compression = compression::detect(&mut blob)?;
-    let mut diff = HashingReader::new(compression::decoder(&mut blob, compression)?);
+    let mut diff = compression::decoder(&mut blob, compression)?;
     loop {
         let mut buf = match spare.try_recv() {
             Ok(b) => b,
@@ -118,15 +132,13 @@ fn produce(open: Opener, tx: &SyncSender<Msg>, spare: &Receiver<Vec<u8>>) -> Res
             break;
         }
     }
-    let (diff_id, diff_size) = diff.finish();
+    drop(diff);
     // Bytes after the compressed stream still belong to the blob.
     io::copy(&mut blob, &mut io::sink()).map_err(|e| Error::io("cannot read the layer", e))?;
     let (blob_digest, blob_size) = blob.finish();
-    Ok(StreamDigests {
+    Ok(Produced {
         blob: blob_digest,
         blob_size,
-        diff_id,
-        diff_size,
         compression,
     })
 }
@@ -156,6 +168,8 @@ impl LayerStream {
         self.pos = 0;
         match self.rx.recv() {
             Ok(Msg::Data(c)) => {
+                self.diff.update(&c);
+                self.diff_size += c.len() as u64;
                 self.chunk = c;
                 Ok(true)
             }
@@ -184,8 +198,18 @@ impl LayerStream {
         if let Some(t) = self.thread.take() {
             let _ = t.join();
         }
+        let diff_id = Digest::from_bytes(std::mem::take(&mut self.diff).finalize().into());
         match self.end.take() {
-            Some(Ok(d)) => Ok((d, trailing_nonzero)),
+            Some(Ok(p)) => Ok((
+                StreamDigests {
+                    blob: p.blob,
+                    blob_size: p.blob_size,
+                    diff_id,
+                    diff_size: self.diff_size,
+                    compression: p.compression,
+                },
+                trailing_nonzero,
+            )),
             Some(Err(e)) => Err(e),
             None => Err(Error::new(
                 crate::ErrorKind::Io,
