@@ -27,8 +27,10 @@ use crate::ext4::xattr::{self, Attr};
 use crate::ext4::{journal, BLOCKS_PER_GROUP, BLOCK_SIZE, LOG_BLOCK_SIZE, LOG_GROUPS_PER_FLEX};
 use crate::layout::alloc::{BlockAllocator, Run};
 use crate::layout::directory;
-use crate::layout::geometry::has_super;
-use crate::layout::sizing::{self, runs_to_extents, Demand, SizePolicy, SizingError};
+use crate::layout::geometry::{has_super, Geometry};
+use crate::layout::sizing::{
+    self, runs_to_extents, Demand, GroupMetadata, SizePolicy, SizingError,
+};
 use crate::layout::xattrs;
 use crate::tree::{Content, InodeData, Kind, NodeId, Tree, ROOT};
 
@@ -216,11 +218,28 @@ struct Placed {
     htree: bool,
 }
 
+impl Placed {
+    /// Nothing placed.
+    const EMPTY: Placed = Placed {
+        tree_start: 0,
+        tree_blocks: 0,
+        xattr_block: 0,
+        own: Vec::new(),
+        own_blocks: 0,
+        subdirs: 0,
+        htree: false,
+    };
+
+    fn is_empty(&self) -> bool {
+        self.tree_blocks == 0 && self.xattr_block == 0 && self.own.is_empty() && self.subdirs == 0
+    }
+}
+
 struct Finisher<'a> {
     tree: &'a Tree,
     opts: &'a BuildOptions,
     alloc: BlockAllocator,
-    sink: BlockSink<'a>,
+    sink: BlockSink,
     /// Every block range placed here, in order.
     meta_runs: Vec<Run>,
     fs_seed: u32,
@@ -273,9 +292,9 @@ impl Finisher<'_> {
         let mut root = [0u8; inode::I_BLOCK_SIZE];
         let sink = &mut self.sink;
         extent::encode_tree(extents, start, BLOCK_SIZE, seed, &mut root, |nr, b| {
-            sink.write(nr, b)
+            sink.write(nr, b).map_err(std::io::Error::other)
         })
-        .map_err(|e| Error::io("cannot write the image", e))
+        .map_err(Error::from)
     }
 
     /// Places and writes a directory's blocks.
@@ -317,9 +336,8 @@ impl Finisher<'_> {
             let nr = physical
                 .next()
                 .ok_or_else(|| std::io::Error::other("directory plan and allocation disagree"))?;
-            sink.write(nr, block)
-        })
-        .map_err(|e| Error::io("cannot write the image", e))?;
+            sink.write(nr, block).map_err(std::io::Error::other)
+        })?;
         placed.own = runs_to_extents(&runs);
         placed.own_blocks = blocks;
         placed.htree = plan.is_htree();
@@ -350,9 +368,7 @@ impl Finisher<'_> {
                 let runs = self.alloc_runs(1)?;
                 let mut block = vec![0u8; BLOCK_SIZE];
                 block[..target.len()].copy_from_slice(target);
-                self.sink
-                    .write(runs[0].start, &block)
-                    .map_err(|e| Error::io("cannot write the image", e))?;
+                self.sink.write(runs[0].start, &block)?;
                 placed.own = runs_to_extents(&runs);
                 placed.own_blocks = 1;
             }
@@ -370,9 +386,7 @@ impl Finisher<'_> {
                 let nr = self.alloc_runs(1)?[0].start;
                 let mut block = vec![0u8; BLOCK_SIZE];
                 xattr::encode_block(&mut block, nr, self.fs_seed, &placement.block);
-                self.sink
-                    .write(nr, &block)
-                    .map_err(|e| Error::io("cannot write the image", e))?;
+                self.sink.write(nr, &block)?;
                 placed.xattr_block = nr;
             }
         }
@@ -485,301 +499,386 @@ fn journal_inode(
     Ok(inode)
 }
 
-/// Finishes the image in `file`: everything after the file data.
-pub(crate) fn finish(
-    tree: &Tree,
-    file: &File,
-    alloc: BlockAllocator,
-    opts: &BuildOptions,
-    data_crc: u32,
-    lost_found: Option<NodeId>,
-) -> Result<Summary> {
-    let numbering = number(tree)?;
-    let digest = content_digest(tree, &numbering, opts, data_crc);
-    let mut uuid = opts.uuid.unwrap_or_else(|| {
-        let mut u = [0u8; 16];
-        u.copy_from_slice(&digest[..16]);
-        // A version 8 (custom) UUID, RFC 9562 variant.
-        u[6] = (u[6] & 0x0F) | 0x80;
-        u[8] = (u[8] & 0x3F) | 0x80;
-        u
-    });
-    if uuid == [0; 16] {
-        uuid[15] = 1;
-    }
-    let hash_seed = opts.hash_seed.unwrap_or_else(|| {
-        let mut s = [0u8; 16];
-        s.copy_from_slice(&digest[16..]);
-        s
-    });
-    let mut fin = Finisher {
-        tree,
-        opts,
-        alloc,
-        sink: BlockSink::new(file, 4 << 20),
-        meta_runs: Vec::new(),
-        fs_seed: fs_seed(&uuid),
-        hash_seed,
-    };
+/// The filesystem's identity: UUID and directory hash seed.
+struct Identity {
+    uuid: [u8; 16],
+    hash_seed: [u8; 16],
+}
 
-    // Per-inode blocks, in inode order, right after the data.
-    let max_ino = numbering.max_ino();
-    let mut placed: Vec<Placed> = Vec::with_capacity(max_ino as usize);
-    placed.resize_with(max_ino as usize, Placed::default);
-    let mut data_runs: Vec<Run> = Vec::new();
-    let mut data_blocks = 0u64;
-    for (ino_nr, node) in numbering.all() {
-        let p = fin
-            .place_inode(&numbering, node, ino_nr, lost_found)
-            .map_err(|e| e.with_entry(path_of(tree, node)))?;
-        if let Content::File { extents, .. } = &tree.inode(node).content {
-            for e in extents {
-                data_runs.push(Run {
+impl Identity {
+    /// Takes what the options give, and derives the rest from the content digest.
+    fn derive(opts: &BuildOptions, digest: &[u8; 32]) -> Self {
+        let mut uuid = opts.uuid.unwrap_or_else(|| {
+            let mut u = [0u8; 16];
+            u.copy_from_slice(&digest[..16]);
+            // A version 8 (custom) UUID, RFC 9562 variant.
+            u[6] = (u[6] & 0x0F) | 0x80;
+            u[8] = (u[8] & 0x3F) | 0x80;
+            u
+        });
+        if uuid == [0; 16] {
+            uuid[15] = 1;
+        }
+        let hash_seed = opts.hash_seed.unwrap_or_else(|| {
+            let mut s = [0u8; 16];
+            s.copy_from_slice(&digest[16..]);
+            s
+        });
+        Identity { uuid, hash_seed }
+    }
+}
+
+/// What placing the per-inode blocks produced.
+struct Placements {
+    /// Indexed by inode number - 1; `None` for inodes that own no blocks besides file data.
+    by_ino: Vec<Option<Box<Placed>>>,
+    /// Every file data extent as a run of blocks.
+    data_runs: Vec<Run>,
+}
+
+impl Placements {
+    fn get(&self, ino_nr: u32) -> &Placed {
+        static NONE: Placed = Placed::EMPTY;
+        self.by_ino[ino_nr as usize - 1].as_deref().unwrap_or(&NONE)
+    }
+}
+
+/// The chosen geometry and where its per-group metadata went.
+struct Layout {
+    geo: Geometry,
+    journal_blocks: Option<u64>,
+    meta: GroupMetadata,
+}
+
+/// `i_links_count` of a directory with `subdirs` subdirectories (`dir_nlink`: 1 past the limit).
+fn dir_links(subdirs: u32) -> u16 {
+    let l = 2 + subdirs;
+    if l >= EXT4_LINK_MAX {
+        1
+    } else {
+        l as u16
+    }
+}
+
+impl Finisher<'_> {
+    /// Places and writes every inode's own blocks, in inode order, right after the data.
+    fn place_all(
+        &mut self,
+        numbering: &Numbering,
+        lost_found: Option<NodeId>,
+    ) -> Result<Placements> {
+        let tree = self.tree;
+        let max_ino = numbering.max_ino();
+        let mut by_ino: Vec<Option<Box<Placed>>> = Vec::with_capacity(max_ino as usize);
+        by_ino.resize_with(max_ino as usize, || None);
+        let mut data_runs = Vec::new();
+        for (ino_nr, node) in numbering.all() {
+            let p = self
+                .place_inode(numbering, node, ino_nr, lost_found)
+                .map_err(|e| e.with_entry(path_of(tree, node)))?;
+            if let Content::File { extents, .. } = &tree.inode(node).content {
+                data_runs.extend(extents.iter().map(|e| Run {
                     start: e.ee_start,
                     len: u64::from(e.len()),
-                });
-                data_blocks += u64::from(e.len());
+                }));
+            }
+            if !p.is_empty() {
+                by_ino[ino_nr as usize - 1] = Some(Box::new(p));
             }
         }
-        placed[ino_nr as usize - 1] = p;
-    }
-    let per_inode_blocks: u64 = fin.meta_runs.iter().map(|r| r.len).sum();
-
-    // The geometry, now that the counts are known.
-    let policy = SizePolicy {
-        fixed_bytes: opts.size,
-        headroom: opts.headroom,
-        min_bytes: opts.min_size,
-        inodes: opts.inodes,
-    };
-    let demand = Demand {
-        used_blocks: data_blocks + per_inode_blocks,
-        inodes_used: u64::from(max_ino),
-        journal: opts.journal,
-    };
-    let plan = sizing::plan(&demand, &policy, &fin.alloc).map_err(|e| match e {
-        SizingError::TooSmall { needed_bytes } => Error::limit(format!(
-            "the content needs an image of at least {needed_bytes} bytes ({} MiB), more than the size given",
-            needed_bytes.div_ceil(1 << 20)
-        )),
-        SizingError::Inodes(msg) => Error::limit(msg),
-        SizingError::OutOfSpace(_) => out_of_space(opts),
-    })?;
-    let geo = plan.geometry;
-    let meta = sizing::place_group_metadata(&mut fin.alloc, &geo, plan.journal_blocks)
-        .map_err(|_| out_of_space(opts))?;
-    fin.meta_runs.extend_from_slice(&meta.runs);
-    debug_assert!(fin.alloc.high_water() <= geo.blocks_count);
-
-    // Inode tables: the used prefix of each group's table; the rest stays a hole.
-    let ipg = geo.inodes_per_group;
-    let time = DiskTime {
-        sec: opts.time.sec,
-        nsec: opts.time.nsec,
-    };
-    let journal_inode = match &meta.journal {
-        Some((extents, tree_start)) => {
-            let seed = inode_seed(fin.fs_seed, ino::JOURNAL, 0);
-            Some(journal_inode(
-                extents,
-                *tree_start,
-                plan.journal_blocks.unwrap_or(0),
-                time,
-                seed,
-            )?)
-        }
-        None => None,
-    };
-    let mut table = Vec::new();
-    let mut raw = [0u8; INODE_SIZE];
-    for g in 0..geo.groups {
-        let first = g * ipg + 1;
-        if first > max_ino {
-            break;
-        }
-        let last = (first + ipg - 1).min(max_ino);
-        table.clear();
-        table.resize(
-            ((last - first + 1) as usize * INODE_SIZE).next_multiple_of(BLOCK_SIZE),
-            0,
-        );
-        for n in first..=last {
-            let seed = inode_seed(fin.fs_seed, n, 0);
-            let disk = if n == ino::ROOT {
-                Some((ROOT, None))
-            } else if n == ino::JOURNAL {
-                journal_inode.clone().map(|j| (ROOT, Some(j)))
-            } else if n >= ino::FIRST {
-                Some((numbering.order[(n - ino::FIRST) as usize], None))
-            } else {
-                None
-            };
-            let encoded = match disk {
-                None => continue,
-                Some((_, Some(j))) => j,
-                Some((node, None)) => {
-                    let data = tree.inode(node);
-                    let p = &placed[n as usize - 1];
-                    let links = if data.kind == Kind::Dir {
-                        let l = 2 + p.subdirs;
-                        if l >= EXT4_LINK_MAX {
-                            1
-                        } else {
-                            l as u16
-                        }
-                    } else {
-                        data.links() as u16
-                    };
-                    fin.inode(data, links, p, seed)
-                        .map_err(|e| e.with_entry(path_of(tree, node)))?
-                }
-            };
-            encoded.encode(seed, &mut raw);
-            let at = (n - first) as usize * INODE_SIZE;
-            table[at..at + INODE_SIZE].copy_from_slice(&raw);
-        }
-        fin.sink
-            .write(meta.inode_tables[g as usize], &table)
-            .map_err(|e| Error::io("cannot write the image", e))?;
+        Ok(Placements { by_ino, data_runs })
     }
 
-    // Journal superblock.
-    if let Some((extents, _)) = &meta.journal {
-        let mut block = vec![0u8; BLOCK_SIZE];
-        journal::encode_superblock(
-            &mut block,
-            BLOCK_SIZE as u32,
-            plan.journal_blocks.unwrap_or(0) as u32,
-            &uuid,
-        );
-        fin.sink
-            .write(extents[0].ee_start, &block)
-            .map_err(|e| Error::io("cannot write the image", e))?;
+    /// Chooses the geometry from the real counts and places the bitmaps, inode tables and
+    /// journal.
+    fn choose_geometry(
+        &mut self,
+        numbering: &Numbering,
+        placements: &Placements,
+    ) -> Result<Layout> {
+        let opts = self.opts;
+        let data_blocks: u64 = placements.data_runs.iter().map(|r| r.len).sum();
+        let per_inode_blocks: u64 = self.meta_runs.iter().map(|r| r.len).sum();
+        let policy = SizePolicy {
+            fixed_bytes: opts.size,
+            headroom: opts.headroom,
+            min_bytes: opts.min_size,
+            inodes: opts.inodes,
+        };
+        let demand = Demand {
+            used_blocks: data_blocks + per_inode_blocks,
+            inodes_used: u64::from(numbering.max_ino()),
+            journal: opts.journal,
+        };
+        let plan = sizing::plan(&demand, &policy, &self.alloc).map_err(|e| match e {
+            SizingError::TooSmall { needed_bytes } => Error::limit(format!(
+                "the content needs an image of at least {needed_bytes} bytes ({} MiB), more than the size given",
+                needed_bytes.div_ceil(1 << 20)
+            )),
+            SizingError::Inodes(msg) => Error::limit(msg),
+            SizingError::OutOfSpace(_) => out_of_space(opts),
+        })?;
+        let meta =
+            sizing::place_group_metadata(&mut self.alloc, &plan.geometry, plan.journal_blocks)
+                .map_err(|_| out_of_space(opts))?;
+        self.meta_runs.extend_from_slice(&meta.runs);
+        debug_assert!(self.alloc.high_water() <= plan.geometry.blocks_count);
+        Ok(Layout {
+            geo: plan.geometry,
+            journal_blocks: plan.journal_blocks,
+            meta,
+        })
     }
 
-    // Block bitmaps from every used run.
-    let gdt_blocks = geo.gdt_blocks();
-    let mut used: Vec<Run> = data_runs;
-    used.extend_from_slice(&fin.meta_runs);
-    for g in 0..u64::from(geo.groups) {
-        if has_super(g) {
-            used.push(Run {
-                start: g * u64::from(BLOCKS_PER_GROUP),
-                len: 1 + gdt_blocks,
-            });
-        }
-    }
-    used.sort_unstable_by_key(|r| r.start);
-    if used.windows(2).any(|w| w[0].end() > w[1].start) {
-        return Err(Error::new(
-            crate::ErrorKind::Io,
-            "internal error: overlapping block allocations",
-        ));
-    }
-    let mut descs = Vec::with_capacity(geo.groups as usize);
-    let mut block = vec![0u8; BLOCK_SIZE];
-    let mut next_run = 0usize;
-    let mut free_blocks_total = 0u64;
-    let mut dirs_per_group = vec![0u32; geo.groups as usize];
-    for (n, node) in numbering.all() {
-        if tree.is_dir(node) {
-            dirs_per_group[((n - 1) / ipg) as usize] += 1;
-        }
-    }
-    for g in 0..geo.groups {
-        let gstart = geo.group_start(g);
-        let glen = geo.group_len(g);
-        let gend = gstart + u64::from(glen);
-        let mut bm = Bitmap::new(&mut block);
-        let mut used_in_group = 0u64;
-        while next_run < used.len() && used[next_run].start < gend {
-            let r = used[next_run];
-            let from = r.start.max(gstart);
-            let to = r.end().min(gend);
-            if to > from {
-                bm.set_range((from - gstart) as u32, (to - from) as u32);
-                used_in_group += to - from;
+    /// The journal inode, if there is a journal.
+    fn journal_inode(&self, layout: &Layout) -> Result<Option<Inode>> {
+        let time = DiskTime {
+            sec: self.opts.time.sec,
+            nsec: self.opts.time.nsec,
+        };
+        match &layout.meta.journal {
+            Some((extents, tree_start)) => {
+                let seed = inode_seed(self.fs_seed, ino::JOURNAL, 0);
+                let blocks = layout.journal_blocks.unwrap_or(0);
+                Ok(Some(journal_inode(
+                    extents,
+                    *tree_start,
+                    blocks,
+                    time,
+                    seed,
+                )?))
             }
-            if r.end() > gend {
+            None => Ok(None),
+        }
+    }
+
+    /// Writes the used prefix of each group's inode table; the rest stays a hole. Reserved
+    /// inodes other than the root and the journal stay zero.
+    fn write_inode_tables(
+        &mut self,
+        numbering: &Numbering,
+        placements: &Placements,
+        layout: &Layout,
+        journal: Option<&Inode>,
+    ) -> Result<()> {
+        let tree = self.tree;
+        let ipg = layout.geo.inodes_per_group;
+        let max_ino = numbering.max_ino();
+        let mut table = Vec::new();
+        let mut raw = [0u8; INODE_SIZE];
+        for g in 0..layout.geo.groups {
+            let first = g * ipg + 1;
+            if first > max_ino {
                 break;
             }
-            next_run += 1;
+            let last = (first + ipg - 1).min(max_ino);
+            table.clear();
+            table.resize(
+                ((last - first + 1) as usize * INODE_SIZE).next_multiple_of(BLOCK_SIZE),
+                0,
+            );
+            for n in first..=last {
+                let seed = inode_seed(self.fs_seed, n, 0);
+                let node = match n {
+                    ino::ROOT => ROOT,
+                    ino::JOURNAL => match journal {
+                        Some(j) => {
+                            j.encode(seed, &mut raw);
+                            let at = (n - first) as usize * INODE_SIZE;
+                            table[at..at + INODE_SIZE].copy_from_slice(&raw);
+                            continue;
+                        }
+                        None => continue,
+                    },
+                    n if n >= ino::FIRST => numbering.order[(n - ino::FIRST) as usize],
+                    _ => continue,
+                };
+                let data = tree.inode(node);
+                let p = placements.get(n);
+                let links = if data.kind == Kind::Dir {
+                    dir_links(p.subdirs)
+                } else {
+                    data.links() as u16
+                };
+                let encoded = self
+                    .inode(data, links, p, seed)
+                    .map_err(|e| e.with_entry(path_of(tree, node)))?;
+                encoded.encode(seed, &mut raw);
+                let at = (n - first) as usize * INODE_SIZE;
+                table[at..at + INODE_SIZE].copy_from_slice(&raw);
+            }
+            self.sink
+                .write(layout.meta.inode_tables[g as usize], &table)?;
         }
-        bm.pad_from(glen);
-        let block_csum = bm.checksum(fin.fs_seed, BLOCKS_PER_GROUP);
-        fin.sink
-            .write(meta.block_bitmaps[g as usize], &block)
-            .map_err(|e| Error::io("cannot write the image", e))?;
-        let free_blocks = u64::from(glen) - used_in_group;
-        free_blocks_total += free_blocks;
-        // Inodes 1..=max_ino are all in use: each group's used inodes are a prefix.
-        let used_inodes = max_ino.saturating_sub(g * ipg).min(ipg);
-        let mut bm = Bitmap::new(&mut block);
-        bm.set_range(0, used_inodes);
-        bm.pad_from(ipg);
-        let inode_csum = bm.checksum(fin.fs_seed, ipg);
-        fin.sink
-            .write(meta.inode_bitmaps[g as usize], &block)
-            .map_err(|e| Error::io("cannot write the image", e))?;
-        let mut flags = BgFlags::INODE_ZEROED;
-        if used_inodes == 0 {
-            flags |= BgFlags::INODE_UNINIT;
-        }
-        descs.push(GroupDesc {
-            bg_block_bitmap: meta.block_bitmaps[g as usize],
-            bg_inode_bitmap: meta.inode_bitmaps[g as usize],
-            bg_inode_table: meta.inode_tables[g as usize],
-            bg_free_blocks_count: free_blocks as u32,
-            bg_free_inodes_count: ipg - used_inodes,
-            bg_used_dirs_count: dirs_per_group[g as usize],
-            bg_flags: flags,
-            bg_block_bitmap_csum: block_csum,
-            bg_inode_bitmap_csum: inode_csum,
-            bg_itable_unused: ipg - used_inodes,
-        });
+        Ok(())
     }
 
-    // Group descriptor table and superblocks.
-    let mut gdt = vec![0u8; gdt_blocks as usize * BLOCK_SIZE];
-    for (g, d) in descs.iter().enumerate() {
-        let mut raw = [0u8; DESC_SIZE];
-        d.encode(g as u32, fin.fs_seed, &mut raw);
-        gdt[g * DESC_SIZE..(g + 1) * DESC_SIZE].copy_from_slice(&raw);
+    /// Writes the block bitmaps (from every used run) and the inode bitmaps, each set in one
+    /// pass, and returns the group descriptors.
+    fn write_bitmaps(
+        &mut self,
+        numbering: &Numbering,
+        data_runs: Vec<Run>,
+        layout: &Layout,
+    ) -> Result<Vec<GroupDesc>> {
+        let tree = self.tree;
+        let geo = &layout.geo;
+        let ipg = geo.inodes_per_group;
+        let max_ino = numbering.max_ino();
+        let mut used = data_runs;
+        used.extend_from_slice(&self.meta_runs);
+        for g in 0..u64::from(geo.groups) {
+            if has_super(g) {
+                used.push(Run {
+                    start: g * u64::from(BLOCKS_PER_GROUP),
+                    len: 1 + geo.gdt_blocks(),
+                });
+            }
+        }
+        used.sort_unstable_by_key(|r| r.start);
+        if used.windows(2).any(|w| w[0].end() > w[1].start) {
+            return Err(Error::new(
+                crate::ErrorKind::Io,
+                "internal error: overlapping block allocations",
+            ));
+        }
+        let mut dirs_per_group = vec![0u32; geo.groups as usize];
+        for (n, node) in numbering.all() {
+            if tree.is_dir(node) {
+                dirs_per_group[((n - 1) / ipg) as usize] += 1;
+            }
+        }
+        let mut descs = Vec::with_capacity(geo.groups as usize);
+        let mut block = vec![0u8; BLOCK_SIZE];
+        let mut next_run = 0usize;
+        for g in 0..geo.groups {
+            let gstart = geo.group_start(g);
+            let glen = geo.group_len(g);
+            let gend = gstart + u64::from(glen);
+            let mut bm = Bitmap::new(&mut block);
+            let mut used_in_group = 0u64;
+            while next_run < used.len() && used[next_run].start < gend {
+                let r = used[next_run];
+                let (from, to) = (r.start.max(gstart), r.end().min(gend));
+                if to > from {
+                    bm.set_range((from - gstart) as u32, (to - from) as u32);
+                    used_in_group += to - from;
+                }
+                if r.end() > gend {
+                    break;
+                }
+                next_run += 1;
+            }
+            bm.pad_from(glen);
+            let block_csum = bm.checksum(self.fs_seed, BLOCKS_PER_GROUP);
+            self.sink
+                .write(layout.meta.block_bitmaps[g as usize], &block)?;
+            // Inodes 1..=max_ino are all in use: each group's used inodes are a prefix.
+            let used_inodes = max_ino.saturating_sub(g * ipg).min(ipg);
+            descs.push(GroupDesc {
+                bg_block_bitmap: layout.meta.block_bitmaps[g as usize],
+                bg_inode_bitmap: layout.meta.inode_bitmaps[g as usize],
+                bg_inode_table: layout.meta.inode_tables[g as usize],
+                bg_free_blocks_count: (u64::from(glen) - used_in_group) as u32,
+                bg_free_inodes_count: ipg - used_inodes,
+                bg_used_dirs_count: dirs_per_group[g as usize],
+                bg_flags: if used_inodes == 0 {
+                    BgFlags::INODE_ZEROED | BgFlags::INODE_UNINIT
+                } else {
+                    BgFlags::INODE_ZEROED
+                },
+                bg_block_bitmap_csum: block_csum,
+                bg_inode_bitmap_csum: 0,
+                bg_itable_unused: ipg - used_inodes,
+            });
+        }
+        for (g, d) in descs.iter_mut().enumerate() {
+            let mut bm = Bitmap::new(&mut block);
+            bm.set_range(0, ipg - d.bg_free_inodes_count);
+            bm.pad_from(ipg);
+            d.bg_inode_bitmap_csum = bm.checksum(self.fs_seed, ipg);
+            self.sink.write(layout.meta.inode_bitmaps[g], &block)?;
+        }
+        Ok(descs)
     }
+
+    /// Writes the superblock and descriptor table into group 0 and every backup group.
+    fn write_superblocks(
+        &mut self,
+        sb: &mut Superblock,
+        descs: &[GroupDesc],
+        geo: &Geometry,
+    ) -> Result<()> {
+        let mut gdt = vec![0u8; geo.gdt_blocks() as usize * BLOCK_SIZE];
+        for (g, d) in descs.iter().enumerate() {
+            let mut raw = [0u8; DESC_SIZE];
+            d.encode(g as u32, self.fs_seed, &mut raw);
+            gdt[g * DESC_SIZE..(g + 1) * DESC_SIZE].copy_from_slice(&raw);
+        }
+        let mut sb_raw = [0u8; SUPERBLOCK_SIZE];
+        let mut first = vec![0u8; BLOCK_SIZE];
+        for g in (0..geo.groups).filter(|&g| has_super(u64::from(g))) {
+            sb.s_block_group_nr = g as u16;
+            sb.encode(&mut sb_raw);
+            first.fill(0);
+            let at = if g == 0 {
+                SUPERBLOCK_OFFSET as usize
+            } else {
+                0
+            };
+            first[at..at + SUPERBLOCK_SIZE].copy_from_slice(&sb_raw);
+            let start = geo.group_start(g);
+            self.sink.write(start, &first)?;
+            self.sink.write(start + 1, &gdt)?;
+        }
+        Ok(())
+    }
+}
+
+/// The superblock of a finished layout.
+fn superblock(
+    opts: &BuildOptions,
+    id: &Identity,
+    geo: &Geometry,
+    descs: &[GroupDesc],
+    max_ino: u32,
+    journal: Option<&Inode>,
+) -> Superblock {
     let mut label = [0u8; 16];
     if let Some(l) = &opts.label {
         label[..l.len()].copy_from_slice(l.as_bytes());
     }
     let mut jnl_blocks = [0u32; 17];
-    if let Some(j) = &journal_inode {
+    if let Some(j) = journal {
         for (i, w) in j.i_block.chunks(4).enumerate() {
             jnl_blocks[i] = u32::from_le_bytes([w[0], w[1], w[2], w[3]]);
         }
         jnl_blocks[15] = (j.i_size >> 32) as u32;
         jnl_blocks[16] = j.i_size as u32;
     }
-    let free_inodes = geo.inodes_count() - u64::from(max_ino);
-    let mut sb = Superblock {
+    let free_blocks: u64 = descs
+        .iter()
+        .map(|d| u64::from(d.bg_free_blocks_count))
+        .sum();
+    let mut compat = CompatFeatures::EXT_ATTR | CompatFeatures::DIR_INDEX;
+    if journal.is_some() {
+        compat |= CompatFeatures::HAS_JOURNAL;
+    }
+    Superblock {
         s_inodes_count: geo.inodes_count() as u32,
         s_blocks_count: geo.blocks_count,
         s_r_blocks_count: 0,
-        s_free_blocks_count: free_blocks_total,
-        s_free_inodes_count: free_inodes as u32,
+        s_free_blocks_count: free_blocks,
+        s_free_inodes_count: (geo.inodes_count() - u64::from(max_ino)) as u32,
         s_first_data_block: 0,
         s_log_block_size: LOG_BLOCK_SIZE,
         s_blocks_per_group: BLOCKS_PER_GROUP,
-        s_inodes_per_group: ipg,
+        s_inodes_per_group: geo.inodes_per_group,
         s_mkfs_time: opts.time.sec.max(0) as u64,
         s_first_ino: ino::FIRST,
         s_inode_size: INODE_SIZE as u16,
         s_block_group_nr: 0,
-        s_feature_compat: CompatFeatures::EXT_ATTR
-            | CompatFeatures::DIR_INDEX
-            | if journal_inode.is_some() {
-                CompatFeatures::HAS_JOURNAL
-            } else {
-                CompatFeatures::empty()
-            },
+        s_feature_compat: compat,
         s_feature_incompat: IncompatFeatures::FILETYPE
             | IncompatFeatures::EXTENTS
             | IncompatFeatures::BIT64
@@ -790,16 +889,12 @@ pub(crate) fn finish(
             | RoCompatFeatures::DIR_NLINK
             | RoCompatFeatures::EXTRA_ISIZE
             | RoCompatFeatures::METADATA_CSUM,
-        s_uuid: uuid,
+        s_uuid: id.uuid,
         s_volume_name: label,
-        s_journal_inum: if journal_inode.is_some() {
-            ino::JOURNAL
-        } else {
-            0
-        },
-        s_hash_seed: hash_seed,
+        s_journal_inum: if journal.is_some() { ino::JOURNAL } else { 0 },
+        s_hash_seed: id.hash_seed,
         s_def_hash_version: DX_HASH_HALF_MD4,
-        s_jnl_backup_type: if journal_inode.is_some() {
+        s_jnl_backup_type: if journal.is_some() {
             EXT3_JNL_BACKUP_BLOCKS
         } else {
             0
@@ -810,48 +905,65 @@ pub(crate) fn finish(
         s_min_extra_isize: inode::EXTRA_ISIZE,
         s_flags: SuperFlags::UNSIGNED_HASH,
         s_log_groups_per_flex: LOG_GROUPS_PER_FLEX,
-    };
-    let mut sb_raw = [0u8; SUPERBLOCK_SIZE];
-    for g in 0..geo.groups {
-        if !has_super(u64::from(g)) {
-            continue;
-        }
-        sb.s_block_group_nr = g as u16;
-        sb.encode(&mut sb_raw);
-        let start = geo.group_start(g);
-        let mut first = vec![0u8; BLOCK_SIZE];
-        let at = if g == 0 {
-            SUPERBLOCK_OFFSET as usize
-        } else {
-            0
-        };
-        first[at..at + SUPERBLOCK_SIZE].copy_from_slice(&sb_raw);
-        fin.sink
-            .write(start, &first)
-            .map_err(|e| Error::io("cannot write the image", e))?;
-        fin.sink
-            .write(start + 1, &gdt)
-            .map_err(|e| Error::io("cannot write the image", e))?;
     }
-    fin.sink
-        .flush()
-        .map_err(|e| Error::io("cannot write the image", e))?;
+}
+
+/// Finishes the image in `file`: everything after the file data, in the order it lands on
+/// disk.
+pub(crate) fn finish(
+    tree: &Tree,
+    file: &File,
+    alloc: BlockAllocator,
+    opts: &BuildOptions,
+    data_crc: u32,
+    lost_found: Option<NodeId>,
+) -> Result<Summary> {
+    let numbering = number(tree)?;
+    let id = Identity::derive(opts, &content_digest(tree, &numbering, opts, data_crc));
+    let mut fin = Finisher {
+        tree,
+        opts,
+        alloc,
+        sink: BlockSink::new(file, 4 << 20)?,
+        meta_runs: Vec::new(),
+        fs_seed: fs_seed(&id.uuid),
+        hash_seed: id.hash_seed,
+    };
+    let placements = fin.place_all(&numbering, lost_found)?;
+    let layout = fin.choose_geometry(&numbering, &placements)?;
+    let journal = fin.journal_inode(&layout)?;
+    fin.write_inode_tables(&numbering, &placements, &layout, journal.as_ref())?;
+    if let Some((extents, _)) = &layout.meta.journal {
+        let mut block = vec![0u8; BLOCK_SIZE];
+        journal::encode_superblock(
+            &mut block,
+            BLOCK_SIZE as u32,
+            layout.journal_blocks.unwrap_or(0) as u32,
+            &id.uuid,
+        );
+        fin.sink.write(extents[0].ee_start, &block)?;
+    }
+    let Placements { data_runs, .. } = placements;
+    let descs = fin.write_bitmaps(&numbering, data_runs, &layout)?;
+    let max_ino = numbering.max_ino();
+    let mut sb = superblock(opts, &id, &layout.geo, &descs, max_ino, journal.as_ref());
+    fin.write_superblocks(&mut sb, &descs, &layout.geo)?;
+    fin.sink.finish()?;
+    let geo = layout.geo;
     file.set_len(geo.blocks_count * BS)
         .map_err(|e| Error::io("cannot size the image", e))?;
-
-    let blocks_used = geo.blocks_count - free_blocks_total;
     Ok(Summary {
         image_bytes: geo.blocks_count * BS,
         block_size: BS,
         blocks_count: geo.blocks_count,
-        blocks_used,
-        blocks_free: free_blocks_total,
+        blocks_used: geo.blocks_count - sb.s_free_blocks_count,
+        blocks_free: sb.s_free_blocks_count,
         inodes_count: geo.inodes_count(),
         inodes_used: u64::from(max_ino),
-        inodes_free: free_inodes,
+        inodes_free: u64::from(sb.s_free_inodes_count),
         groups: geo.groups,
-        journal_blocks: plan.journal_blocks.unwrap_or(0),
-        uuid: format_uuid(&uuid),
+        journal_blocks: layout.journal_blocks.unwrap_or(0),
+        uuid: format_uuid(&id.uuid),
         data_bytes: 0,
         entries: 0,
     })

@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 
 use tempfile::NamedTempFile;
 
+use super::writer::{AlignedBuf, BackgroundWriter};
 use crate::error::{Error, Result};
 use crate::ext4::BLOCK_SIZE;
 
@@ -76,52 +77,61 @@ impl Output {
     }
 }
 
-/// Writes `data` at block `block` of `file`.
-pub fn write_blocks(file: &File, block: u64, data: &[u8]) -> io::Result<()> {
-    file.write_all_at(data, block * BLOCK_SIZE as u64)
-}
-
-/// Buffers writes to consecutive blocks into large `pwrite` calls.
-pub struct BlockSink<'a> {
-    file: &'a File,
-    buf: Vec<u8>,
+/// Gathers writes to consecutive blocks into large runs for the background writer.
+pub struct BlockSink {
+    writer: BackgroundWriter,
+    buf: AlignedBuf,
+    len: usize,
     start: u64,
-    cap: usize,
 }
 
-impl<'a> BlockSink<'a> {
-    /// A sink that writes in runs of up to `cap` bytes.
-    pub fn new(file: &'a File, cap: usize) -> Self {
-        BlockSink {
-            file,
-            buf: Vec::with_capacity(cap),
+impl BlockSink {
+    /// A sink writing to `file` in runs of up to `cap` bytes.
+    pub fn new(file: &File, cap: usize) -> Result<Self> {
+        let mut writer = BackgroundWriter::start(file, 2, cap)?;
+        let buf = writer.take_buffer()?;
+        Ok(BlockSink {
+            writer,
+            buf,
+            len: 0,
             start: 0,
-            cap,
-        }
+        })
     }
 
     /// Queues whole blocks for block `block` onwards.
-    pub fn write(&mut self, block: u64, data: &[u8]) -> io::Result<()> {
+    pub fn write(&mut self, block: u64, data: &[u8]) -> Result<()> {
         debug_assert_eq!(data.len() % BLOCK_SIZE, 0);
-        let next = self.start + (self.buf.len() / BLOCK_SIZE) as u64;
-        if self.buf.is_empty() || block != next || self.buf.len() + data.len() > self.cap {
-            self.flush()?;
-            self.start = block;
+        let cap = self.buf.as_slice().len();
+        for (i, chunk) in data.chunks(cap).enumerate() {
+            let at = block + (i * cap / BLOCK_SIZE) as u64;
+            let next = self.start + (self.len / BLOCK_SIZE) as u64;
+            if self.len > 0 && (at != next || self.len + chunk.len() > cap) {
+                self.flush()?;
+            }
+            if self.len == 0 {
+                self.start = at;
+            }
+            self.buf.as_mut_slice()[self.len..self.len + chunk.len()].copy_from_slice(chunk);
+            self.len += chunk.len();
         }
-        if data.len() >= self.cap {
-            return write_blocks(self.file, block, data);
-        }
-        self.buf.extend_from_slice(data);
         Ok(())
     }
 
-    /// Writes out what is queued.
-    pub fn flush(&mut self) -> io::Result<()> {
-        if !self.buf.is_empty() {
-            write_blocks(self.file, self.start, &self.buf)?;
-            self.buf.clear();
+    /// Hands what is queued to the writer.
+    fn flush(&mut self) -> Result<()> {
+        if self.len > 0 {
+            let next = self.writer.take_buffer()?;
+            let full = std::mem::replace(&mut self.buf, next);
+            self.writer.write(self.start, full, self.len)?;
+            self.len = 0;
         }
         Ok(())
+    }
+
+    /// Writes out everything and waits for it.
+    pub fn finish(mut self) -> Result<()> {
+        self.flush()?;
+        self.writer.finish().map(|_| ())
     }
 }
 
