@@ -167,7 +167,7 @@ fn content_digest(
             h.update(t.sec.to_le_bytes());
             h.update(t.nsec.to_le_bytes());
         }
-        for x in &a.xattrs {
+        for x in a.xattrs.iter() {
             h.update((x.name.len() as u64).to_le_bytes());
             h.update(&x.name);
             h.update((x.value.len() as u64).to_le_bytes());
@@ -177,7 +177,7 @@ fn content_digest(
             Content::None => {}
             Content::File { size, extents } => {
                 h.update(size.to_le_bytes());
-                for e in extents {
+                for e in extents.iter() {
                     h.update(e.ee_block.to_le_bytes());
                     h.update(e.ee_len.to_le_bytes());
                     h.update(e.ee_start.to_le_bytes());
@@ -924,7 +924,7 @@ pub(crate) fn finish(
         tree,
         opts,
         alloc,
-        sink: BlockSink::new(file, 4 << 20)?,
+        sink: BlockSink::new(file, 2 << 20)?,
         meta_runs: Vec::new(),
         fs_seed: fs_seed(&id.uuid),
         hash_seed: id.hash_seed,

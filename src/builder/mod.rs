@@ -40,7 +40,7 @@ use crate::layout::alloc::BlockAllocator;
 use crate::layout::geometry::{gdt_blocks, groups_for};
 use crate::layout::xattrs;
 use crate::tree::path::normalize;
-use crate::tree::{Attrs, Content, InodeData, Kind, NodeId, Tree, ROOT};
+use crate::tree::{Attrs, Content, InodeData, Kind, NodeId, Tree, Xattrs, ROOT};
 use data::DataWriter;
 use output::Output;
 
@@ -107,7 +107,7 @@ fn attrs_at(mode: u16, time: Timestamp) -> Attrs {
         atime: time,
         mtime: time,
         ctime: time,
-        xattrs: Vec::new(),
+        xattrs: Xattrs::default(),
     }
 }
 
@@ -278,7 +278,7 @@ impl ImageBuilder {
             atime,
             mtime,
             ctime,
-            xattrs,
+            xattrs: Xattrs::new(xattrs),
         })
     }
 
@@ -389,7 +389,14 @@ impl ImageBuilder {
         self.data_bytes += size;
         self.insert(
             path,
-            InodeData::new(Kind::File, attrs, Content::File { size, extents }),
+            InodeData::new(
+                Kind::File,
+                attrs,
+                Content::File {
+                    size,
+                    extents: extents.into(),
+                },
+            ),
         )?;
         Ok(size)
     }

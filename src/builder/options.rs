@@ -60,7 +60,7 @@ pub struct BuildOptions {
     /// When set to true (by a signal handler, say), the build stops with
     /// [`crate::ErrorKind::Cancelled`] and removes its output.
     pub cancel: Option<Arc<AtomicBool>>,
-    /// Bytes of file data gathered before a write; two such buffers take turns. Default 4 MiB.
+    /// Bytes of file data gathered before a write; two such buffers take turns. Default 2 MiB.
     pub buffer_size: usize,
 }
 
@@ -78,7 +78,7 @@ impl Default for BuildOptions {
             time: Timestamp::default(),
             limits: Limits::default(),
             cancel: None,
-            buffer_size: 4 << 20,
+            buffer_size: 2 << 20,
         }
     }
 }

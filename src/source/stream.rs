@@ -18,11 +18,11 @@ use super::digest::{Digest, HashingReader};
 use crate::error::{Error, Result};
 
 /// Bytes per chunk handed over.
-const CHUNK: usize = 1 << 20;
+const CHUNK: usize = 512 << 10;
 /// Chunks in flight.
 const DEPTH: usize = 4;
 /// Read buffer on the compressed side.
-const RAW_BUFFER: usize = 256 << 10;
+const RAW_BUFFER: usize = 128 << 10;
 
 /// What a finished stream measured.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -60,7 +60,64 @@ pub struct Attrs {
     /// Change time.
     pub ctime: Timestamp,
     /// Extended attributes, sorted by name, names unique.
-    pub xattrs: Vec<Xattr>,
+    pub xattrs: Xattrs,
+}
+
+/// Extended attributes of an inode: most inodes have none, which costs no allocation.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Xattrs(Option<Box<[Xattr]>>);
+
+impl Xattrs {
+    /// Sorted, deduplicated attributes.
+    pub fn new(list: Vec<Xattr>) -> Self {
+        Xattrs(if list.is_empty() {
+            None
+        } else {
+            Some(list.into_boxed_slice())
+        })
+    }
+}
+
+impl std::ops::Deref for Xattrs {
+    type Target = [Xattr];
+
+    fn deref(&self) -> &[Xattr] {
+        self.0.as_deref().unwrap_or(&[])
+    }
+}
+
+/// A file's data extents: most files have one, kept without an allocation of its own.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub enum Extents {
+    /// No data (an empty file, or holes only).
+    #[default]
+    None,
+    /// One extent.
+    One(Extent),
+    /// Several, sorted by logical block.
+    Many(Box<[Extent]>),
+}
+
+impl From<Vec<Extent>> for Extents {
+    fn from(v: Vec<Extent>) -> Self {
+        match v.len() {
+            0 => Extents::None,
+            1 => Extents::One(v[0]),
+            _ => Extents::Many(v.into_boxed_slice()),
+        }
+    }
+}
+
+impl std::ops::Deref for Extents {
+    type Target = [Extent];
+
+    fn deref(&self) -> &[Extent] {
+        match self {
+            Extents::None => &[],
+            Extents::One(e) => std::slice::from_ref(e),
+            Extents::Many(v) => v,
+        }
+    }
 }
 
 /// What an inode holds besides its attributes.
@@ -73,7 +130,7 @@ pub enum Content {
         /// Size in bytes.
         size: u64,
         /// Data extents, sorted by logical block.
-        extents: Vec<Extent>,
+        extents: Extents,
     },
     /// A symbolic link's target.
     Symlink(Box<[u8]>),
@@ -469,9 +526,9 @@ impl Tree {
             if let Content::File { extents, .. } =
                 std::mem::replace(&mut data.content, Content::None)
             {
-                self.freed.extend(extents);
+                self.freed.extend(extents.iter().copied());
             }
-            data.attrs.xattrs = Vec::new();
+            data.attrs.xattrs = Xattrs::default();
             self.free_inodes.push(inode);
         }
         self.nodes[node as usize].children = None;
@@ -541,7 +598,7 @@ mod tests {
             atime: Timestamp::default(),
             mtime: Timestamp::default(),
             ctime: Timestamp::default(),
-            xattrs: Vec::new(),
+            xattrs: Xattrs::default(),
         }
     }
 
@@ -556,7 +613,7 @@ mod tests {
             attrs(0o644),
             Content::File {
                 size,
-                extents: vec![ext],
+                extents: vec![ext].into(),
             },
         )
     }
