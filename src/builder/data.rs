@@ -43,18 +43,25 @@ pub struct DataWriter {
     cancel: Option<Arc<AtomicBool>>,
     /// Says what the block limit is, for the error when it is reached.
     limit_reason: String,
+    /// File bytes taken in so far, holes read as zeros included.
+    taken: u64,
+    /// Most file bytes taken in before the build stops (a decompression bomb of zeros takes no
+    /// blocks, but still takes time).
+    max_taken: u64,
 }
 
 impl DataWriter {
     /// A writer into `file` that takes blocks from `alloc` and buffers `buffer` bytes while
     /// another buffer of that size is being written. `limit_reason` completes "the image would
-    /// grow past ..." when the allocator's limit is reached.
+    /// grow past ..." when the allocator's limit is reached; `max_taken` bounds the file bytes
+    /// read.
     pub fn new(
         file: &File,
         alloc: BlockAllocator,
         buffer: usize,
         cancel: Option<Arc<AtomicBool>>,
         limit_reason: String,
+        max_taken: u64,
     ) -> Result<Self> {
         let buffer = buffer.max(16 * BS) / BS * BS;
         let mut writer = BackgroundWriter::start(file, 2, buffer)?;
@@ -70,6 +77,8 @@ impl DataWriter {
             run_end: 0,
             cancel,
             limit_reason,
+            taken: 0,
+            max_taken,
         })
     }
 
@@ -238,6 +247,13 @@ impl FileSession<'_> {
             };
             self.w.filled += got;
             copied += got as u64;
+            self.w.taken += got as u64;
+            if self.w.taken > self.w.max_taken {
+                return Err(Error::limit(format!(
+                    "more than {} bytes of file data (the maximum image size); stopping",
+                    self.w.max_taken
+                )));
+            }
             self.place_whole_blocks()?;
         }
         Ok(copied)
@@ -315,6 +331,7 @@ mod tests {
             64 * 1024,
             None,
             "the limit".into(),
+            u64::MAX,
         )
         .unwrap();
         (w, file)
@@ -417,6 +434,7 @@ mod tests {
             64 * 1024,
             None,
             "the limit".into(),
+            u64::MAX,
         )
         .unwrap();
         let mut s = w.begin();

@@ -155,6 +155,7 @@ impl ImageBuilder {
             opts.buffer_size,
             opts.cancel.clone(),
             limit_reason,
+            opts.limits.max_size,
         )?;
         let implicit = attrs_at(0o755, opts.time);
         Ok(ImageBuilder {
@@ -188,6 +189,11 @@ impl ImageBuilder {
         } else if self.warnings.len() == MAX_WARNINGS {
             self.warnings.push("further warnings omitted".into());
         }
+    }
+
+    /// The options' limits.
+    pub fn limits(&self) -> &Limits {
+        &self.opts.limits
     }
 
     /// Fails with [`ErrorKind::Cancelled`] once the cancel flag of the options is set.
@@ -564,6 +570,7 @@ impl ImageBuilder {
 
     /// Writes the metadata, syncs and moves the image into place.
     pub fn finish(self) -> Result<Summary> {
+        self.check_cancel()?;
         let ImageBuilder {
             output,
             data,

@@ -72,13 +72,16 @@ impl<R: std::io::Read> std::io::Read for CountingReader<R> {
     }
 }
 
-/// Reports progress every so many entries.
+/// Reports progress every so many reads, and stops a stream that decompresses to more than
+/// the limit (a decompression bomb).
 struct ProgressReader<'a, R> {
     inner: R,
     progress: &'a mut dyn Progress,
     index: usize,
     count: Arc<AtomicU64>,
     reads: u32,
+    /// Uncompressed bytes still allowed, over all layers.
+    budget: &'a mut u64,
 }
 
 impl<R: std::io::Read> std::io::Read for ProgressReader<'_, R> {
@@ -88,7 +91,13 @@ impl<R: std::io::Read> std::io::Read for ProgressReader<'_, R> {
             self.progress
                 .layer_progress(self.index, self.count.load(Ordering::Relaxed));
         }
-        self.inner.read(buf)
+        let n = self.inner.read(buf)?;
+        *self.budget = self.budget.checked_sub(n as u64).ok_or_else(|| {
+            std::io::Error::other(Error::limit(
+                "the layers decompress to more than the maximum image size; stopping",
+            ))
+        })?;
+        Ok(n)
     }
 }
 
@@ -112,6 +121,7 @@ pub fn apply_layers(
     progress: &mut dyn Progress,
 ) -> Result<Vec<LayerReport>> {
     let mut reports = Vec::with_capacity(layers.len());
+    let mut budget = builder.limits().max_size;
     for (index, layer) in layers.into_iter().enumerate() {
         let LayerInput {
             name,
@@ -139,6 +149,7 @@ pub fn apply_layers(
                 index,
                 count: count.clone(),
                 reads: 0,
+                budget: &mut budget,
             };
             let (stats, _) = apply_layer(builder, reader)?;
             let (digests, trailing) = stream.finish()?;

@@ -312,6 +312,8 @@ impl Tree {
         }
     }
 
+    /// The children map of a directory. Every caller passes a node that `resolve_dir`,
+    /// `children` or `attach` returned as a directory.
     fn children_mut(&mut self, dir: NodeId) -> &mut Children {
         self.nodes[dir as usize]
             .children

@@ -1,0 +1,246 @@
+//! Hostile and broken input, limits and interruption: a clear error of the documented class,
+//! no panic, and no output file left behind.
+
+mod common;
+
+use std::fs;
+use std::io::Write;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use common::layers::LayerGen;
+use common::tars::Attrs;
+use common::{scratch, Rng};
+use oci2ext4::layer::{apply_layers, NoProgress};
+use oci2ext4::source::file_layer;
+use oci2ext4::{BuildOptions, ErrorKind, ImageBuilder, Metadata, Timestamp};
+
+/// Only the inputs a test made remain in `dir`: no image, no partial file.
+fn assert_no_output(dir: &Path) {
+    for e in fs::read_dir(dir).unwrap() {
+        let name = e.unwrap().file_name().to_string_lossy().into_owned();
+        assert!(
+            !name.ends_with(".ext4") && !name.contains(".partial"),
+            "left behind: {name}"
+        );
+    }
+}
+
+/// A tar holding one file of `size` zero bytes, gzip-compressed as it is written: a small file
+/// that inflates to a lot.
+fn zero_bomb(path: &Path, size: u64) {
+    let mut h = tar::Header::new_ustar();
+    h.set_path("bomb").unwrap();
+    h.set_size(size);
+    h.set_mode(0o644);
+    h.set_cksum();
+    let gz =
+        flate2::write::GzEncoder::new(fs::File::create(path).unwrap(), flate2::Compression::best());
+    let mut tar = tar::Builder::new(gz);
+    tar.append(&h, std::io::Read::take(std::io::repeat(0), size))
+        .unwrap();
+    tar.into_inner().unwrap().finish().unwrap();
+}
+
+#[test]
+fn a_decompression_bomb_stops_at_the_size_limit() {
+    let dir = scratch();
+    let bomb = dir.path().join("bomb.tar.gz");
+    zero_bomb(&bomb, 512 << 20);
+    assert!(fs::metadata(&bomb).unwrap().len() < 4 << 20);
+    let out = dir.path().join("bomb.ext4");
+    let start = Instant::now();
+    let o = Command::new(common::bin())
+        .arg("build")
+        .arg(&bomb)
+        .arg("-o")
+        .arg(&out)
+        .args(["--max-size", "100M"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(5), "{err}");
+    assert!(
+        err.contains("maximum image size") && err.contains("bomb"),
+        "{err}"
+    );
+    assert_eq!(err.lines().count(), 1, "one line: {err}");
+    assert!(
+        start.elapsed() < Duration::from_secs(20),
+        "took {:?}",
+        start.elapsed()
+    );
+    assert_no_output(dir.path());
+}
+
+#[test]
+fn cancelling_stops_and_removes_the_output() {
+    let dir = scratch();
+    let flag = Arc::new(AtomicBool::new(false));
+    let mut opts = BuildOptions::default();
+    opts.cancel = Some(flag.clone());
+    let mut b = ImageBuilder::create(dir.path().join("c.ext4"), opts).unwrap();
+    b.add_file(
+        "a",
+        Metadata::new(0o644, 0, 0, Timestamp::default()),
+        &mut &b"x"[..],
+    )
+    .unwrap();
+    flag.store(true, Ordering::Relaxed);
+    let mut data = vec![0u8; 1 << 20];
+    Rng::new(1).fill(&mut data);
+    let e = b
+        .add_file(
+            "b",
+            Metadata::new(0o644, 0, 0, Timestamp::default()),
+            &mut &data[..],
+        )
+        .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Cancelled);
+    drop(b);
+    assert_no_output(dir.path());
+    // Cancelled between the last entry and finishing.
+    let flag = Arc::new(AtomicBool::new(false));
+    let mut opts = BuildOptions::default();
+    opts.cancel = Some(flag.clone());
+    let b = ImageBuilder::create(dir.path().join("d.ext4"), opts).unwrap();
+    flag.store(true, Ordering::Relaxed);
+    assert_eq!(b.finish().unwrap_err().kind(), ErrorKind::Cancelled);
+    assert_no_output(dir.path());
+}
+
+/// Data that streams slowly, so a signal arrives mid-build.
+struct Slow {
+    left: u64,
+    rng: Rng,
+}
+
+impl std::io::Read for Slow {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        if self.left == 0 {
+            return Ok(0);
+        }
+        std::thread::sleep(Duration::from_millis(5));
+        let n = buf.len().min(64 << 10).min(self.left as usize);
+        self.rng.fill(&mut buf[..n]);
+        self.left -= n as u64;
+        Ok(n)
+    }
+}
+
+#[test]
+fn sigterm_and_sigint_remove_the_output() {
+    for signal in ["TERM", "INT"] {
+        let dir = scratch();
+        let out = dir.path().join("sig.ext4");
+        // Feed a layer through a pipe, slowly: the build is surely running when the signal comes.
+        let mut child = Command::new(common::bin())
+            .arg("build")
+            .arg("--layer")
+            .arg("/dev/stdin")
+            .arg("-o")
+            .arg(&out)
+            .stdin(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut stdin = child.stdin.take().unwrap();
+        let writer = std::thread::spawn(move || {
+            let mut g = LayerGen::new();
+            let mut data = Vec::new();
+            std::io::Read::read_to_end(
+                &mut Slow {
+                    left: 8 << 20,
+                    rng: Rng::new(5),
+                },
+                &mut data,
+            )
+            .unwrap();
+            g.file("big", Attrs::new(0o644), &data);
+            let (tar, _) = g.finish();
+            for chunk in tar.chunks(64 << 10) {
+                if stdin.write_all(chunk).is_err() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        });
+        std::thread::sleep(Duration::from_millis(1500));
+        let ok = Command::new("kill")
+            .arg(format!("-{signal}"))
+            .arg(child.id().to_string())
+            .status()
+            .unwrap();
+        assert!(ok.success());
+        let status = child.wait().unwrap();
+        let _ = writer.join();
+        assert_eq!(status.code(), Some(130), "SIG{signal}");
+        assert_no_output(dir.path());
+    }
+}
+
+#[test]
+fn limits_give_their_class() {
+    let dir = scratch();
+    let t = Timestamp::default();
+    let mut opts = BuildOptions::default();
+    opts.limits.max_depth = 10;
+    opts.limits.max_symlink_follows = 3;
+    let mut b = ImageBuilder::create(dir.path().join("l.ext4"), opts).unwrap();
+    let deep = (0..11)
+        .map(|i| format!("d{i}"))
+        .collect::<Vec<_>>()
+        .join("/");
+    assert_eq!(
+        b.add_dir(&deep, Metadata::new(0o755, 0, 0, t))
+            .unwrap_err()
+            .kind(),
+        ErrorKind::LimitExceeded
+    );
+    let long = "x".repeat(256);
+    let e = b.add_dir(&long, Metadata::new(0o755, 0, 0, t)).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::LimitExceeded);
+    assert!(e.to_string().contains("255"), "{e}");
+    for (name, target) in [("s1", "s2"), ("s2", "s3"), ("s3", "s4"), ("s4", "real")] {
+        b.add_symlink(name, Metadata::new(0o777, 0, 0, t), target)
+            .unwrap();
+    }
+    b.add_dir("real", Metadata::new(0o755, 0, 0, t)).unwrap();
+    b.add_file("s3/ok", Metadata::new(0o644, 0, 0, t), &mut &b""[..])
+        .unwrap();
+    let e = b
+        .add_file("s1/too-many", Metadata::new(0o644, 0, 0, t), &mut &b""[..])
+        .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::LimitExceeded, "{e}");
+    // Hard links up to ext4's limit of 65,000 names per file.
+    b.add_file("target", Metadata::new(0o644, 0, 0, t), &mut &b"t"[..])
+        .unwrap();
+    for i in 1..65_000 {
+        b.add_hard_link(format!("links/{i}"), "target").unwrap();
+    }
+    let e = b.add_hard_link("links/one-too-many", "target").unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::LimitExceeded, "{e}");
+    b.finish().unwrap();
+    common::e2fsck(&dir.path().join("l.ext4"));
+}
+
+#[test]
+fn entry_sizes_that_run_past_the_stream() {
+    let dir = scratch();
+    let mut g = LayerGen::new();
+    g.file("f", Attrs::new(0o644), &[1u8; 10_000]);
+    let (mut tar, _) = g.finish();
+    tar.truncate(1024 + 512 + 3000);
+    let p = dir.path().join("short.tar");
+    fs::write(&p, &tar).unwrap();
+    let mut b = ImageBuilder::create(dir.path().join("s.ext4"), BuildOptions::default()).unwrap();
+    let e = apply_layers(&mut b, vec![file_layer(&p)], &mut NoProgress).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::CorruptInput);
+    assert_eq!(e.entry(), Some("f"));
+    assert!(e.to_string().contains("archive ends"), "{e}");
+    drop(b);
+    assert_no_output(dir.path());
+}
