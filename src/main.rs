@@ -53,9 +53,13 @@ fn build(args: BuildArgs) -> Result<(), Failure> {
     let mut bars = Bars::new(args.image.quiet || args.image.json);
     let (reports, image_digest) = match plan {
         Plan::Layers {
-            layers,
+            mut layers,
             image_digest,
         } => {
+            // A JSON report names every layer's digests, even those nothing checks.
+            for l in &mut layers {
+                l.report_digests |= args.image.json;
+            }
             let reports = apply_layers(&mut builder, layers, &mut bars);
             bars.clear();
             (reports?, image_digest)
@@ -99,9 +103,9 @@ fn report(
             .map(|l| {
                 serde_json::json!({
                     "name": l.name,
-                    "digest": l.blob_digest.to_string(),
+                    "digest": l.blob_digest.map(|d| d.to_string()),
                     "size": l.blob_size,
-                    "diff_id": l.diff_id.to_string(),
+                    "diff_id": l.diff_id.map(|d| d.to_string()),
                     "uncompressed_size": l.diff_size,
                     "compression": l.compression.name(),
                     "entries": l.stats.entries,

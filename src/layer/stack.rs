@@ -8,7 +8,7 @@ use crate::builder::ImageBuilder;
 use crate::error::{Error, ErrorKind, Result};
 use crate::source::compression::Compression;
 use crate::source::digest::{verify, Digest, HashingReader};
-use crate::source::stream::{self, Opener};
+use crate::source::stream::{self, Hashing, Opener};
 
 /// One layer to apply.
 pub struct LayerInput {
@@ -22,6 +22,8 @@ pub struct LayerInput {
     pub diff_id: Option<Digest>,
     /// The blob's size, when known (for progress).
     pub size: Option<u64>,
+    /// Compute both digests even when none is given, to report them.
+    pub report_digests: bool,
 }
 
 /// What applying one layer found.
@@ -29,12 +31,12 @@ pub struct LayerInput {
 pub struct LayerReport {
     /// The layer's name.
     pub name: String,
-    /// The blob's digest as computed.
-    pub blob_digest: Digest,
+    /// The blob's digest as computed (when checked or asked for).
+    pub blob_digest: Option<Digest>,
     /// Bytes of the blob.
     pub blob_size: u64,
-    /// The `diff_id` as computed.
-    pub diff_id: Digest,
+    /// The `diff_id` as computed (when checked or asked for).
+    pub diff_id: Option<Digest>,
     /// Bytes of the uncompressed tar.
     pub diff_size: u64,
     /// The compression found.
@@ -105,7 +107,7 @@ impl<R: std::io::Read> std::io::Read for ProgressReader<'_, R> {
 /// match its digest is reported as such rather than as whatever the parser tripped over.
 fn blob_matches(open: &Opener, expected: &Digest) -> bool {
     let Ok(raw) = open() else { return true };
-    let mut r = HashingReader::new(raw);
+    let mut r = HashingReader::new(raw, true);
     if std::io::copy(&mut r, &mut std::io::sink()).is_err() {
         return true;
     }
@@ -129,7 +131,12 @@ pub fn apply_layers(
             blob_digest,
             diff_id,
             size,
+            report_digests,
         } = layer;
+        let hashing = Hashing {
+            blob: report_digests || blob_digest.is_some(),
+            diff: report_digests || diff_id.is_some(),
+        };
         progress.layer_started(index, &name, size);
         let count = Arc::new(AtomicU64::new(0));
         let counter = count.clone();
@@ -142,7 +149,7 @@ pub fn apply_layers(
             }) as Box<dyn std::io::Read + Send>)
         });
         let result = (|| -> Result<LayerReport> {
-            let mut stream = stream::spawn(counted);
+            let mut stream = stream::spawn(counted, hashing);
             let reader = ProgressReader {
                 inner: &mut stream,
                 progress: &mut *progress,
@@ -158,11 +165,11 @@ pub fn apply_layers(
                     "{name}: {trailing} non-zero bytes after the end of the archive were hashed but not read"
                 ));
             }
-            if let Some(expected) = &blob_digest {
-                verify("blob", expected, &digests.blob)?;
+            if let (Some(expected), Some(actual)) = (&blob_digest, &digests.blob) {
+                verify("blob", expected, actual)?;
             }
-            if let Some(expected) = &diff_id {
-                verify("diff_id", expected, &digests.diff_id)?;
+            if let (Some(expected), Some(actual)) = (&diff_id, &digests.diff_id) {
+                verify("diff_id", expected, actual)?;
             }
             Ok(LayerReport {
                 name: name.clone(),

@@ -67,26 +67,29 @@ impl fmt::Debug for Digest {
     }
 }
 
-/// Passes bytes through while hashing and counting them.
+/// Passes bytes through while counting them and, when asked to, hashing them.
 pub struct HashingReader<R> {
     inner: R,
-    hasher: Sha256,
+    hasher: Option<Sha256>,
     count: u64,
 }
 
 impl<R> HashingReader<R> {
-    /// Wraps `inner`.
-    pub fn new(inner: R) -> Self {
+    /// Wraps `inner`; hashes only if `hash`.
+    pub fn new(inner: R, hash: bool) -> Self {
         HashingReader {
             inner,
-            hasher: Sha256::new(),
+            hasher: hash.then(Sha256::new),
             count: 0,
         }
     }
 
-    /// The digest and byte count of what passed so far.
+    /// The digest (of nothing, when not hashing) and byte count of what passed so far.
     pub fn finish(self) -> (Digest, u64) {
-        (Digest(self.hasher.finalize().into()), self.count)
+        (
+            Digest(self.hasher.unwrap_or_default().finalize().into()),
+            self.count,
+        )
     }
 
     /// Bytes passed so far.
@@ -98,7 +101,9 @@ impl<R> HashingReader<R> {
 impl<R: Read> Read for HashingReader<R> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         let n = self.inner.read(buf)?;
-        self.hasher.update(&buf[..n]);
+        if let Some(h) = &mut self.hasher {
+            h.update(&buf[..n]);
+        }
         self.count += n as u64;
         Ok(n)
     }
@@ -110,8 +115,8 @@ impl<R: BufRead> BufRead for HashingReader<R> {
     }
 
     fn consume(&mut self, amt: usize) {
-        if let Ok(buf) = self.inner.fill_buf() {
-            self.hasher.update(&buf[..amt.min(buf.len())]);
+        if let (Some(h), Ok(buf)) = (&mut self.hasher, self.inner.fill_buf()) {
+            h.update(&buf[..amt.min(buf.len())]);
         }
         self.count += amt as u64;
         self.inner.consume(amt);
@@ -149,12 +154,12 @@ mod tests {
     #[test]
     fn hashing_reader_sees_everything() {
         let data = b"hello world".repeat(100);
-        let mut r = HashingReader::new(&data[..]);
+        let mut r = HashingReader::new(&data[..], true);
         std::io::copy(&mut r, &mut std::io::sink()).unwrap();
         let (d, n) = r.finish();
         assert_eq!(n, data.len() as u64);
         assert_eq!(d, Digest::of(&data));
-        let mut r = HashingReader::new(std::io::BufReader::with_capacity(7, &data[..]));
+        let mut r = HashingReader::new(std::io::BufReader::with_capacity(7, &data[..]), true);
         let mut out = Vec::new();
         r.read_to_end(&mut out).unwrap();
         assert_eq!(r.finish().0, Digest::of(&data));

@@ -154,6 +154,7 @@ impl Archive {
                 blob_digest: named_digest(name),
                 diff_id: Some(Digest::parse(diff_id)?),
                 size: Some(size),
+                report_digests: false,
             });
         }
         Ok(Image {

@@ -47,6 +47,7 @@ pub fn file_layer(path: &Path) -> LayerInput {
         blob_digest: None,
         diff_id: None,
         size,
+        report_digests: false,
     }
 }
 

@@ -392,6 +392,7 @@ impl Layout {
                     blob_digest: Some(digest),
                     diff_id: None,
                     size: Some(d.size),
+                    report_digests: false,
                 })
             },
         )

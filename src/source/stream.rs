@@ -24,15 +24,24 @@ const DEPTH: usize = 4;
 /// Read buffer on the compressed side.
 const RAW_BUFFER: usize = 128 << 10;
 
+/// Which digests a stream computes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Hashing {
+    /// The blob's digest (of the bytes as read).
+    pub blob: bool,
+    /// The `diff_id` (of the decompressed bytes).
+    pub diff: bool,
+}
+
 /// What a finished stream measured.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct StreamDigests {
-    /// Digest of the bytes as read (the blob).
-    pub blob: Digest,
+    /// Digest of the bytes as read (the blob), if computed.
+    pub blob: Option<Digest>,
     /// Bytes as read.
     pub blob_size: u64,
-    /// Digest of the decompressed bytes (the `diff_id`).
-    pub diff_id: Digest,
+    /// Digest of the decompressed bytes (the `diff_id`), if computed.
+    pub diff_id: Option<Digest>,
     /// Decompressed bytes.
     pub diff_size: u64,
     /// The compression found.
@@ -41,7 +50,7 @@ pub struct StreamDigests {
 
 /// What the decompressing thread measured.
 struct Produced {
-    blob: Digest,
+    blob: Option<Digest>,
     blob_size: u64,
     compression: Compression,
 }
@@ -61,20 +70,21 @@ pub struct LayerStream {
     recycle: Sender<Vec<u8>>,
     chunk: Vec<u8>,
     pos: usize,
-    diff: Sha256,
+    diff: Option<Sha256>,
     diff_size: u64,
     end: Option<Result<Produced>>,
     thread: Option<JoinHandle<()>>,
 }
 
-/// Starts a thread that streams the blob `open` returns.
-pub fn spawn(open: Opener) -> LayerStream {
+/// Starts a thread that streams the blob `open` returns, computing the digests `hashing` asks
+/// for.
+pub fn spawn(open: Opener, hashing: Hashing) -> LayerStream {
     let (tx, rx) = mpsc::sync_channel(DEPTH);
     let (recycle, spare) = mpsc::channel();
     let thread = thread::Builder::new()
         .name("layer-decompress".into())
         .spawn(move || {
-            let result = produce(open, &tx, &spare);
+            let result = produce(open, hashing.blob, &tx, &spare);
             // The consumer may have gone; nothing to tell then.
             let _ = tx.send(Msg::End(result));
         })
@@ -84,7 +94,7 @@ pub fn spawn(open: Opener) -> LayerStream {
         recycle,
         chunk: Vec::new(),
         pos: 0,
-        diff: Sha256::new(),
+        diff: hashing.diff.then(Sha256::new),
         diff_size: 0,
         end: None,
         thread,
@@ -92,9 +102,14 @@ pub fn spawn(open: Opener) -> LayerStream {
 }
 
 /// The thread's work. Returns the blob's digest once every byte was read.
-fn produce(open: Opener, tx: &SyncSender<Msg>, spare: &Receiver<Vec<u8>>) -> Result<Produced> {
+fn produce(
+    open: Opener,
+    hash_blob: bool,
+    tx: &SyncSender<Msg>,
+    spare: &Receiver<Vec<u8>>,
+) -> Result<Produced> {
     let raw = ReadErrors(open()?);
-    let mut blob = HashingReader::new(BufReader::with_capacity(RAW_BUFFER, raw));
+    let mut blob = HashingReader::new(BufReader::with_capacity(RAW_BUFFER, raw), hash_blob);
     let compression = compression::detect(&mut blob)?;
     let mut diff = compression::decoder(&mut blob, compression)?;
     loop {
@@ -136,6 +151,7 @@ fn produce(open: Opener, tx: &SyncSender<Msg>, spare: &Receiver<Vec<u8>>) -> Res
     // Bytes after the compressed stream still belong to the blob.
     io::copy(&mut blob, &mut io::sink()).map_err(|e| Error::io("cannot read the layer", e))?;
     let (blob_digest, blob_size) = blob.finish();
+    let blob_digest = hash_blob.then_some(blob_digest);
     Ok(Produced {
         blob: blob_digest,
         blob_size,
@@ -168,7 +184,9 @@ impl LayerStream {
         self.pos = 0;
         match self.rx.recv() {
             Ok(Msg::Data(c)) => {
-                self.diff.update(&c);
+                if let Some(h) = &mut self.diff {
+                    h.update(&c);
+                }
                 self.diff_size += c.len() as u64;
                 self.chunk = c;
                 Ok(true)
@@ -198,7 +216,10 @@ impl LayerStream {
         if let Some(t) = self.thread.take() {
             let _ = t.join();
         }
-        let diff_id = Digest::from_bytes(std::mem::take(&mut self.diff).finalize().into());
+        let diff_id = self
+            .diff
+            .take()
+            .map(|h| Digest::from_bytes(h.finalize().into()));
         match self.end.take() {
             Some(Ok(p)) => Ok((
                 StreamDigests {
@@ -247,6 +268,11 @@ impl Drop for LayerStream {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    const ALL: Hashing = Hashing {
+        blob: true,
+        diff: true,
+    };
     use std::io::Write;
 
     #[test]
@@ -256,15 +282,18 @@ mod tests {
         gz.write_all(&data).unwrap();
         let blob = gz.finish().unwrap();
         let expect_blob = Digest::of(&blob);
-        let mut s = spawn(Arc::new(move || {
-            Ok(Box::new(std::io::Cursor::new(blob.clone())) as Box<dyn Read + Send>)
-        }));
+        let mut s = spawn(
+            Arc::new(move || {
+                Ok(Box::new(std::io::Cursor::new(blob.clone())) as Box<dyn Read + Send>)
+            }),
+            ALL,
+        );
         let mut head = vec![0u8; 1000];
         s.read_exact(&mut head).unwrap();
         assert_eq!(&head[..], &data[..1000]);
         let (d, trailing) = s.finish().unwrap();
-        assert_eq!(d.diff_id, Digest::of(&data));
-        assert_eq!(d.blob, expect_blob);
+        assert_eq!(d.diff_id, Some(Digest::of(&data)));
+        assert_eq!(d.blob, Some(expect_blob));
         assert_eq!(d.diff_size, data.len() as u64);
         assert_eq!(d.compression, Compression::Gzip);
         assert!(trailing > 0);
@@ -276,9 +305,12 @@ mod tests {
         gz.write_all(&[1u8; 100_000]).unwrap();
         let mut blob = gz.finish().unwrap();
         blob.truncate(blob.len() / 2);
-        let mut s = spawn(Arc::new(move || {
-            Ok(Box::new(std::io::Cursor::new(blob.clone())) as Box<dyn Read + Send>)
-        }));
+        let mut s = spawn(
+            Arc::new(move || {
+                Ok(Box::new(std::io::Cursor::new(blob.clone())) as Box<dyn Read + Send>)
+            }),
+            ALL,
+        );
         let mut out = Vec::new();
         let err = s.read_to_end(&mut out).unwrap_err();
         let err: Error = err.into();
@@ -288,9 +320,12 @@ mod tests {
     #[test]
     fn dropping_early_stops_the_thread() {
         let data = vec![5u8; 50 << 20];
-        let mut s = spawn(Arc::new(move || {
-            Ok(Box::new(std::io::Cursor::new(data.clone())) as Box<dyn Read + Send>)
-        }));
+        let mut s = spawn(
+            Arc::new(move || {
+                Ok(Box::new(std::io::Cursor::new(data.clone())) as Box<dyn Read + Send>)
+            }),
+            ALL,
+        );
         let mut b = [0u8; 10];
         s.read_exact(&mut b).unwrap();
         drop(s);
