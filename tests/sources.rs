@@ -4,7 +4,7 @@
 mod common;
 
 use std::fs;
-use std::os::unix::fs::symlink;
+use std::os::unix::fs::{symlink, MetadataExt};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
@@ -503,4 +503,73 @@ fn same_tree_as_umoci() {
         }
     }
     common::assert_same_tree(&want, &ours);
+}
+
+/// Sparse files archived by GNU tar, in its old GNU format and in PAX format 1.0: holes stay
+/// holes, data reads back the same.
+#[test]
+fn gnu_tar_sparse_files() {
+    if Command::new("tar")
+        .arg("--version")
+        .output()
+        .map(|o| !String::from_utf8_lossy(&o.stdout).contains("GNU"))
+        .unwrap_or(true)
+    {
+        skip("GNU sparse archives", "needs GNU tar");
+        return;
+    }
+    let dir = scratch();
+    let src = dir.path().join("src");
+    fs::create_dir(&src).unwrap();
+    let sparse = src.join("sparse.img");
+    {
+        let f = fs::File::create(&sparse).unwrap();
+        let mut rng = common::Rng::new(9);
+        for (offset, len) in [
+            (0u64, 10_000usize),
+            (64 << 20, 4096),
+            (200 << 20, 123),
+            ((512u64 << 20) - 4096, 4096),
+        ] {
+            let mut data = vec![0u8; len];
+            rng.fill(&mut data);
+            std::os::unix::fs::FileExt::write_all_at(&f, &data, offset).unwrap();
+        }
+    }
+    let want_sha = common::sha256_file(&sparse);
+    for (format, archive) in [("gnu", "old-gnu.tar"), ("posix", "pax.tar")] {
+        let tar = dir.path().join(archive);
+        let o = Command::new("tar")
+            .args(["--sparse", &format!("--format={format}"), "-cf"])
+            .arg(&tar)
+            .arg("-C")
+            .arg(&src)
+            .arg("sparse.img")
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        assert!(
+            fs::metadata(&tar).unwrap().len() < 1 << 20,
+            "tar did not store {format} sparse"
+        );
+        let out = dir.path().join(format!("{format}.ext4"));
+        ok(&run(&[], &tar, &out));
+        common::e2fsck(&out);
+        if let Some(stat) = common::debugfs(&out, "stat /sparse.img") {
+            assert!(
+                stat.contains("Size: 536870912"),
+                "{format}: {}",
+                &stat[..400]
+            );
+        }
+        if can_mount() {
+            let m = Mounted::new(&out, true).unwrap();
+            let p = m.path().join("sparse.img");
+            assert_eq!(common::sha256_file(&p), want_sha, "{format}");
+            assert!(
+                fs::metadata(&p).unwrap().blocks() * 512 <= 64 << 10,
+                "{format}: holes were filled"
+            );
+        }
+    }
 }
