@@ -573,3 +573,60 @@ fn gnu_tar_sparse_files() {
         }
     }
 }
+
+/// An archive written by bsdtar (libarchive): its xattrs come as `LIBARCHIVE.xattr.*` records.
+#[test]
+fn bsdtar_archives_with_xattrs() {
+    if Command::new("bsdtar").arg("--version").output().is_err() {
+        skip("bsdtar archives", "needs bsdtar (libarchive-tools)");
+        return;
+    }
+    let dir = scratch();
+    let src = dir.path().join("src");
+    fs::create_dir(&src).unwrap();
+    fs::write(src.join("tagged"), b"content").unwrap();
+    let tagged = src.join("tagged");
+    if rustix::fs::setxattr(
+        tagged.as_path(),
+        "user.origin",
+        b"bsd\0tar \xff",
+        rustix::fs::XattrFlags::empty(),
+    )
+    .is_err()
+    {
+        skip(
+            "bsdtar archives",
+            "the scratch filesystem has no user xattrs",
+        );
+        return;
+    }
+    let tar = dir.path().join("bsd.tar");
+    let o = Command::new("bsdtar")
+        .args(["--xattrs", "--format", "pax", "-cf"])
+        .arg(&tar)
+        .arg("-C")
+        .arg(&src)
+        .arg("tagged")
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let raw = fs::read(&tar).unwrap();
+    assert!(
+        raw.windows(17).any(|w| w == b"LIBARCHIVE.xattr."),
+        "bsdtar wrote no LIBARCHIVE records"
+    );
+    let out = dir.path().join("bsd.ext4");
+    ok(&run(&[], &tar, &out));
+    common::e2fsck(&out);
+    if let Some(s) = common::debugfs(&out, "ea_get /tagged user.origin") {
+        assert!(s.contains("62 73 64 00 74 61 72 20 ff"), "{s}");
+    }
+    if can_mount() {
+        let m = Mounted::new(&out, true).unwrap();
+        let x = common::read_xattrs(&m.path().join("tagged"));
+        assert_eq!(
+            x.get(&b"user.origin"[..]).map(Vec::as_slice),
+            Some(&b"bsd\0tar \xff"[..])
+        );
+    }
+}

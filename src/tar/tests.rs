@@ -296,3 +296,22 @@ fn sparse_maps_are_validated() {
     });
     assert!(read_all(&data).is_err(), "overlapping segments");
 }
+
+#[test]
+fn pax_global_headers_are_ignored() {
+    let data = archive(|b| {
+        let mut g = tar::Header::new_ustar();
+        g.set_path("pax_global_header").unwrap();
+        g.set_entry_type(tar::EntryType::XGlobalHeader);
+        let records = b"30 mtime=1000000000.123456789\n";
+        g.set_size(records.len() as u64);
+        g.set_cksum();
+        b.append(&g, &records[..]).unwrap();
+        b.append(&header("f", tar::EntryType::Regular, 1), &b"x"[..])
+            .unwrap();
+    });
+    let (entries, _) = read_all(&data).unwrap();
+    assert_eq!(entries.len(), 1);
+    assert_eq!(entries[0].0.path, b"f");
+    assert_eq!(entries[0].0.mtime, Timestamp::from_secs(1_700_000_000));
+}
