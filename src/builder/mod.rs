@@ -85,7 +85,6 @@ pub struct ImageBuilder {
     opts: BuildOptions,
     layer: u32,
     implicit: Attrs,
-    root_given: bool,
     warnings: Vec<String>,
     data_bytes: u64,
     entries: u64,
@@ -165,7 +164,6 @@ impl ImageBuilder {
             implicit,
             opts,
             layer: 1,
-            root_given: false,
             warnings: Vec::new(),
             data_bytes: 0,
             entries: 0,
@@ -328,7 +326,6 @@ impl ImageBuilder {
                 if data.kind != Kind::Dir {
                     return Err(Error::corrupt("the root of the image must be a directory"));
                 }
-                self.root_given = true;
                 self.tree.set_dir_attrs(ROOT, data.attrs, self.layer);
                 ROOT
             }
