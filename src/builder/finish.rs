@@ -23,7 +23,7 @@ use crate::ext4::superblock::{
     CompatFeatures, DefaultMountOpts, IncompatFeatures, RoCompatFeatures, SuperFlags, Superblock,
     DX_HASH_HALF_MD4, EXT3_JNL_BACKUP_BLOCKS, SUPERBLOCK_OFFSET, SUPERBLOCK_SIZE,
 };
-use crate::ext4::xattr::{self, Attr};
+use crate::ext4::xattr;
 use crate::ext4::{journal, BLOCKS_PER_GROUP, BLOCK_SIZE, LOG_BLOCK_SIZE, LOG_GROUPS_PER_FLEX};
 use crate::layout::alloc::{BlockAllocator, Run};
 use crate::layout::directory;
@@ -124,21 +124,6 @@ fn mode_bits(kind: Kind) -> u16 {
         Kind::Fifo => mode::S_IFIFO,
         Kind::Socket => mode::S_IFSOCK,
     }
-}
-
-/// The xattrs of an inode as stored: name index, suffix, value.
-fn attrs_of(data: &InodeData) -> Vec<Attr<'_>> {
-    data.attrs
-        .xattrs
-        .iter()
-        .filter_map(|x| {
-            xattr::split_name(&x.name).map(|(index, name)| Attr {
-                index,
-                name,
-                value: &x.value,
-            })
-        })
-        .collect()
 }
 
 /// A digest of everything that ends up in the image, for the default UUID and hash seed.
@@ -377,7 +362,7 @@ impl Finisher<'_> {
             }
             _ => {}
         }
-        let attrs = attrs_of(data);
+        let attrs = xattrs::stored(&data.attrs.xattrs);
         if !attrs.is_empty() {
             let placement = xattrs::place(&attrs).ok_or_else(|| {
                 Error::limit("extended attributes do not fit in the inode and one block")
@@ -412,21 +397,12 @@ impl Finisher<'_> {
             ..Inode::default()
         };
         let mut blocks = placed.tree_blocks + u64::from(placed.xattr_block != 0);
-        let no_write = |_: u64, _: &[u8]| Ok(());
         match &data.content {
             Content::File { size, extents } => {
                 inode.i_size = *size;
                 inode.i_flags = InodeFlags::EXTENTS;
                 blocks += extents.iter().map(|e| u64::from(e.len())).sum::<u64>();
-                extent::encode_tree(
-                    extents,
-                    placed.tree_start,
-                    BLOCK_SIZE,
-                    seed,
-                    &mut inode.i_block,
-                    no_write,
-                )
-                .map_err(|e| Error::io("cannot encode an extent tree", e))?;
+                extent_root(extents, placed.tree_start, seed, &mut inode.i_block)?;
             }
             Content::Symlink(target) if target.len() <= FAST_SYMLINK_MAX => {
                 inode.i_size = target.len() as u64;
@@ -444,26 +420,37 @@ impl Finisher<'_> {
                         inode.i_flags |= InodeFlags::INDEX;
                     }
                     blocks += placed.own_blocks;
-                    extent::encode_tree(
-                        &placed.own,
-                        placed.tree_start,
-                        BLOCK_SIZE,
-                        seed,
-                        &mut inode.i_block,
-                        no_write,
-                    )
-                    .map_err(|e| Error::io("cannot encode an extent tree", e))?;
+                    extent_root(&placed.own, placed.tree_start, seed, &mut inode.i_block)?;
                 }
             }
         }
         inode.i_blocks = blocks * (BS / 512);
         inode.i_file_acl = placed.xattr_block;
-        let attrs = attrs_of(data);
+        let attrs = xattrs::stored(&data.attrs.xattrs);
         if let Some(placement) = xattrs::place(&attrs) {
             xattr::encode_ibody(&mut inode.ibody_xattrs, &placement.ibody);
         }
         Ok(inode)
     }
+}
+
+/// Encodes the root of an extent tree into `i_block`; the tree's blocks, if any, were written
+/// when it was placed.
+fn extent_root(
+    extents: &[Extent],
+    tree_start: u64,
+    seed: u32,
+    i_block: &mut [u8; inode::I_BLOCK_SIZE],
+) -> Result<()> {
+    extent::encode_tree(
+        extents,
+        tree_start,
+        BLOCK_SIZE,
+        seed,
+        i_block,
+        |_, _| Ok(()),
+    )
+    .map_err(|e| Error::io("cannot encode an extent tree", e))
 }
 
 /// The journal inode for `extents`.
@@ -487,15 +474,7 @@ fn journal_inode(
         i_flags: InodeFlags::EXTENTS,
         ..Inode::default()
     };
-    extent::encode_tree(
-        extents,
-        tree_start,
-        BLOCK_SIZE,
-        seed,
-        &mut inode.i_block,
-        |_, _| Ok(()),
-    )
-    .map_err(|e| Error::io("cannot encode an extent tree", e))?;
+    extent_root(extents, tree_start, seed, &mut inode.i_block)?;
     Ok(inode)
 }
 

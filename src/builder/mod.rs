@@ -258,16 +258,7 @@ impl ImageBuilder {
         }
         xattrs.sort_by(|a, b| a.name.cmp(&b.name));
         if !xattrs.is_empty() {
-            let list: Vec<Attr<'_>> = xattrs
-                .iter()
-                .filter_map(|x| {
-                    xattr::split_name(&x.name).map(|(index, name)| Attr {
-                        index,
-                        name,
-                        value: &x.value,
-                    })
-                })
-                .collect();
+            let list = xattrs::stored(&xattrs);
             if xattrs::place(&list).is_none() {
                 let total: usize = list.iter().map(Attr::footprint).sum();
                 return Err(Error::limit(format!(

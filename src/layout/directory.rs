@@ -180,43 +180,34 @@ pub fn encode(
                     block: (first_leaf + i) as u32,
                 }
             };
-            if *levels == 0 {
-                let root: Vec<DxEntry> = (0..leaves).map(leaf_entry).collect();
-                htree::encode_root(
-                    &mut block,
-                    self_ino,
-                    parent_ino,
-                    ROOT_HASH_VERSION,
-                    0,
-                    &root,
-                    inode_seed,
-                );
-                emit(&block)?;
+            // The root indexes the leaves directly, or one level of index nodes that do.
+            let per_node = htree::node_limit(BLOCK_SIZE);
+            let root: Vec<DxEntry> = if *levels == 0 {
+                (0..leaves).map(leaf_entry).collect()
             } else {
-                let per_node = htree::node_limit(BLOCK_SIZE);
-                let root: Vec<DxEntry> = (0..n_nodes)
+                (0..n_nodes)
                     .map(|n| DxEntry {
                         hash: leaf_entry(n * per_node).hash,
                         block: (1 + n) as u32,
                     })
+                    .collect()
+            };
+            htree::encode_root(
+                &mut block,
+                self_ino,
+                parent_ino,
+                ROOT_HASH_VERSION,
+                *levels,
+                &root,
+                inode_seed,
+            );
+            emit(&block)?;
+            for n in 0..n_nodes {
+                let node: Vec<DxEntry> = (n * per_node..((n + 1) * per_node).min(leaves))
+                    .map(leaf_entry)
                     .collect();
-                htree::encode_root(
-                    &mut block,
-                    self_ino,
-                    parent_ino,
-                    ROOT_HASH_VERSION,
-                    1,
-                    &root,
-                    inode_seed,
-                );
+                htree::encode_node(&mut block, &node, inode_seed);
                 emit(&block)?;
-                for n in 0..n_nodes {
-                    let node: Vec<DxEntry> = (n * per_node..((n + 1) * per_node).min(leaves))
-                        .map(leaf_entry)
-                        .collect();
-                    htree::encode_node(&mut block, &node, inode_seed);
-                    emit(&block)?;
-                }
             }
             for (i, &start) in leaf_starts.iter().enumerate() {
                 let end = leaf_starts.get(i + 1).copied().unwrap_or(entries.len());

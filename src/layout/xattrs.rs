@@ -1,12 +1,27 @@
 //! Where an inode's extended attributes go: in the inode while they fit, the rest in one
 //! external block.
 
+use crate::entry::Xattr;
 use crate::ext4::inode::{IBODY_XATTR_OFFSET, INODE_SIZE};
-use crate::ext4::xattr::{fits, Attr, BLOCK_HEADER_SIZE, IBODY_HEADER_SIZE};
+use crate::ext4::xattr::{fits, split_name, Attr, BLOCK_HEADER_SIZE, IBODY_HEADER_SIZE};
 use crate::ext4::BLOCK_SIZE;
 
 /// Space in the inode after `i_extra_isize`.
 pub const IBODY_SPACE: usize = INODE_SIZE - IBODY_XATTR_OFFSET;
+
+/// The attributes of `list` as ext4 stores them (name index, suffix, value); names of
+/// namespaces ext4 cannot store are left out (the builder refuses them earlier).
+pub fn stored(list: &[Xattr]) -> Vec<Attr<'_>> {
+    list.iter()
+        .filter_map(|x| {
+            split_name(&x.name).map(|(index, name)| Attr {
+                index,
+                name,
+                value: &x.value,
+            })
+        })
+        .collect()
+}
 
 /// The attributes split into those in the inode and those in the block.
 pub struct Placement<'a> {
