@@ -528,3 +528,39 @@ fn a_whiteout_node_carries_no_attributes_of_its_own() {
     up.whiteout("etc/keep");
     check_layers("wh-not-written", vec![base(), up]);
 }
+
+#[test]
+fn a_lower_file_in_a_parent_path_gives_way_in_both_orders() {
+    // Over a lower file `etc/keep`, the layer both whites it out and puts `etc/keep/x`.
+    both_orders(
+        "wh-file-then-child",
+        base,
+        || {
+            let mut g = LayerGen::new();
+            g.whiteout("etc/keep").file("etc/keep/x", a(0o644), b"x");
+            g
+        },
+        || {
+            let mut g = LayerGen::new();
+            g.file("etc/keep/x", a(0o644), b"x").whiteout("etc/keep");
+            g
+        },
+    );
+    // With a directory entry for it instead of a whiteout, before or after the child.
+    both_orders(
+        "dir-over-file-then-child",
+        base,
+        || {
+            let mut g = LayerGen::new();
+            g.dir("etc/keep", a(0o700))
+                .file("etc/keep/x", a(0o644), b"x");
+            g
+        },
+        || {
+            let mut g = LayerGen::new();
+            g.file("etc/keep/x", a(0o644), b"x")
+                .dir("etc/keep", a(0o700));
+            g
+        },
+    );
+}

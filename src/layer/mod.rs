@@ -8,7 +8,11 @@
 //!   ends.
 //!
 //! The result is the same whatever the order of entries within a layer: the lower layers with
-//! this layer's whiteouts applied, then this layer's entries on top.
+//! this layer's whiteouts applied, then this layer's entries on top. A non-directory of a lower
+//! layer that stands where an entry of this layer needs a parent directory gives way to one. The
+//! exception: a symlink of a lower layer in a parent path is followed when the entry comes,
+//! even if a whiteout of that symlink comes later in the same layer (knowing that would take
+//! reading the layer twice).
 
 mod stack;
 

@@ -358,25 +358,34 @@ impl Tree {
         id
     }
 
-    /// One step of a walk from directory `cur` to its child `name`.
+    /// One step of a walk from directory `cur` to its child `name`. When creating, a
+    /// non-directory from a lower layer gives way to a directory: an entry below it in this
+    /// layer says a directory stands there, whatever the order of the layer's entries (a
+    /// whiteout of it, or a directory entry for it, may come later).
     fn step(&mut self, cur: NodeId, name: &[u8], create: Option<(&Attrs, u32)>) -> Result<Step> {
-        match self.child(cur, name) {
-            Some(n) if self.is_dir(n) => Ok(Step::Dir(n)),
-            Some(n) => match &self.inode(n).content {
-                Content::Symlink(target) => Ok(Step::Symlink(target.to_vec())),
-                _ => Err(Error::corrupt(format!(
+        let existing = self.child(cur, name);
+        if let Some(n) = existing {
+            if self.is_dir(n) {
+                return Ok(Step::Dir(n));
+            }
+            if let Content::Symlink(target) = &self.inode(n).content {
+                return Ok(Step::Symlink(target.to_vec()));
+            }
+            let lower = matches!(create, Some((_, layer)) if self.nodes[n as usize].given != layer);
+            if !lower {
+                return Err(Error::corrupt(format!(
                     "a parent component {:?} is not a directory",
                     String::from_utf8_lossy(name)
-                ))),
-            },
-            None => match create {
-                Some((attrs, layer)) => {
-                    let inode =
-                        self.new_inode(InodeData::new(Kind::Dir, attrs.clone(), Content::None));
-                    Ok(Step::Dir(self.attach(cur, name, inode, true, 0, layer)))
-                }
-                None => Ok(Step::Missing),
-            },
+                )));
+            }
+            self.remove_child(cur, name);
+        }
+        match create {
+            Some((attrs, layer)) => {
+                let inode = self.new_inode(InodeData::new(Kind::Dir, attrs.clone(), Content::None));
+                Ok(Step::Dir(self.attach(cur, name, inode, true, 0, layer)))
+            }
+            None => Ok(Step::Missing),
         }
     }
 

@@ -103,8 +103,13 @@ impl Model {
         }
     }
 
+    /// Makes every parent of `path` a directory: missing ones are made, and a non-directory in
+    /// the way gives way to one (an entry below it says a directory stands there).
     fn ensure_parents(&mut self, path: &[u8]) {
         if let Some(p) = parent(path) {
+            if self.tree.node(p).is_some_and(|n| n.kind != Kind::Dir) {
+                self.remove(p);
+            }
             if !self.tree.paths.contains_key(p) {
                 self.ensure_parents(p);
                 let i = self.tree.inodes.len();
