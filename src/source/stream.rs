@@ -56,6 +56,8 @@ struct Produced {
 }
 
 enum Msg {
+    /// The compression found, before any data.
+    Start(Compression),
     Data(Vec<u8>),
     End(Result<Produced>),
 }
@@ -70,6 +72,7 @@ pub struct LayerStream {
     recycle: Sender<Vec<u8>>,
     chunk: Vec<u8>,
     pos: usize,
+    hashing: Hashing,
     diff: Option<Sha256>,
     diff_size: u64,
     end: Option<Result<Produced>>,
@@ -94,7 +97,8 @@ pub fn spawn(open: Opener, hashing: Hashing) -> LayerStream {
         recycle,
         chunk: Vec::new(),
         pos: 0,
-        diff: hashing.diff.then(Sha256::new),
+        hashing,
+        diff: None,
         diff_size: 0,
         end: None,
         thread,
@@ -111,6 +115,12 @@ fn produce(
     let raw = ReadErrors(open()?);
     let mut blob = HashingReader::new(BufReader::with_capacity(RAW_BUFFER, raw), hash_blob);
     let compression = compression::detect(&mut blob)?;
+    if tx.send(Msg::Start(compression)).is_err() {
+        return Err(Error::new(
+            crate::ErrorKind::Cancelled,
+            "layer stream abandoned",
+        ));
+    }
     let mut diff = compression::decoder(&mut blob, compression)?;
     loop {
         let mut buf = match spare.try_recv() {
@@ -183,6 +193,14 @@ impl LayerStream {
         }
         self.pos = 0;
         match self.rx.recv() {
+            Ok(Msg::Start(c)) => {
+                // Uncompressed, the diff_id is the blob digest: hash the bytes once.
+                let shared = c == Compression::None && self.hashing.blob;
+                if self.hashing.diff && !shared {
+                    self.diff = Some(Sha256::new());
+                }
+                self.next_chunk()
+            }
             Ok(Msg::Data(c)) => {
                 if let Some(h) = &mut self.diff {
                     h.update(&c);
@@ -221,16 +239,20 @@ impl LayerStream {
             .take()
             .map(|h| Digest::from_bytes(h.finalize().into()));
         match self.end.take() {
-            Some(Ok(p)) => Ok((
-                StreamDigests {
+            Some(Ok(p)) => {
+                let diff_id = match diff_id {
+                    None if self.hashing.diff && p.compression == Compression::None => p.blob,
+                    d => d,
+                };
+                let digests = StreamDigests {
                     blob: p.blob,
                     blob_size: p.blob_size,
                     diff_id,
                     diff_size: self.diff_size,
                     compression: p.compression,
-                },
-                trailing_nonzero,
-            )),
+                };
+                Ok((digests, trailing_nonzero))
+            }
             Some(Err(e)) => Err(e),
             None => Err(Error::new(
                 crate::ErrorKind::Io,
@@ -329,5 +351,35 @@ mod tests {
         let mut b = [0u8; 10];
         s.read_exact(&mut b).unwrap();
         drop(s);
+    }
+
+    #[test]
+    fn uncompressed_streams_share_one_hash() {
+        let data = b"plain tar bytes".repeat(100_000);
+        let expect = Digest::of(&data);
+        for hashing in [
+            ALL,
+            Hashing {
+                blob: false,
+                diff: true,
+            },
+            Hashing {
+                blob: true,
+                diff: false,
+            },
+        ] {
+            let d2 = data.clone();
+            let mut s = spawn(
+                Arc::new(move || {
+                    Ok(Box::new(std::io::Cursor::new(d2.clone())) as Box<dyn Read + Send>)
+                }),
+                hashing,
+            );
+            std::io::copy(&mut s, &mut std::io::sink()).unwrap();
+            let (d, _) = s.finish().unwrap();
+            assert_eq!(d.compression, Compression::None);
+            assert_eq!(d.diff_id, hashing.diff.then_some(expect), "{hashing:?}");
+            assert_eq!(d.blob, hashing.blob.then_some(expect), "{hashing:?}");
+        }
     }
 }
