@@ -39,6 +39,21 @@ fn clean(name: &[u8]) -> String {
     s.trim_start_matches("./").trim_end_matches('/').to_string()
 }
 
+/// Whether a tar member name is one `docker save` writes first: a layer directory
+/// (`<64 hex digits>/...`), a blob, a config (`<64 hex digits>.json`) or an index file.
+pub fn looks_like_archive_member(name: &[u8]) -> bool {
+    let name = clean(name);
+    let hex64 = |s: &str| s.len() == 64 && s.bytes().all(|b| b.is_ascii_hexdigit());
+    let first = name.split('/').next().unwrap_or("");
+    hex64(first)
+        || first == "blobs"
+        || name.strip_suffix(".json").is_some_and(hex64)
+        || matches!(
+            name.as_str(),
+            "manifest.json" | "repositories" | "oci-layout" | "index.json"
+        )
+}
+
 /// The digest a member's name states: `blobs/sha256/<hex>` or `<hex>.json`.
 fn named_digest(name: &str) -> Option<Digest> {
     let hex = name
@@ -166,5 +181,26 @@ impl Archive {
                 variant: None,
             },
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn archive_members_are_recognised() {
+        let hex = "a".repeat(64);
+        assert!(looks_like_archive_member(
+            format!("{hex}/layer.tar").as_bytes()
+        ));
+        assert!(looks_like_archive_member(format!("{hex}/").as_bytes()));
+        assert!(looks_like_archive_member(format!("{hex}.json").as_bytes()));
+        assert!(looks_like_archive_member(b"blobs/sha256/abc"));
+        assert!(looks_like_archive_member(b"./manifest.json"));
+        assert!(looks_like_archive_member(b"oci-layout"));
+        assert!(!looks_like_archive_member(b"./"));
+        assert!(!looks_like_archive_member(b"bin/sh"));
+        assert!(!looks_like_archive_member(b"etc/"));
     }
 }

@@ -77,6 +77,12 @@ fn file_kind(path: &Path) -> Result<FileKind> {
     if compression != compression::Compression::None {
         return Ok(FileKind::Tar);
     }
+    // `docker save` starts with a layer directory, a blob or one of its index files; a root
+    // filesystem tar does not. Only a likely archive is indexed in full.
+    let first = crate::tar::TarReader::new(r).next_entry().ok().flatten();
+    if !first.is_some_and(|e| docker::looks_like_archive_member(&e.path)) {
+        return Ok(FileKind::Tar);
+    }
     let archive = docker::Archive::open(path)?;
     Ok(if archive.is_docker_archive() {
         FileKind::DockerArchive
