@@ -527,8 +527,12 @@ pub fn resolve(
 
 /// `sha256:0123456789ab` for messages.
 pub fn short_digest(d: &str) -> &str {
-    let end = d.find(':').map_or(0, |i| i + 1) + 12;
-    &d[..end.min(d.len())]
+    let mut end = (d.find(':').map_or(0, |i| i + 1) + 12).min(d.len());
+    // The digest comes from a document and may not be valid yet: never cut a character.
+    while !d.is_char_boundary(end) {
+        end -= 1;
+    }
+    &d[..end]
 }
 
 #[cfg(test)]
@@ -576,6 +580,23 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("linux/arm/v6, linux/arm/v7"), "{err}");
+    }
+
+    #[test]
+    fn short_digests_keep_whole_characters() {
+        assert_eq!(
+            short_digest(&format!("sha256:{}", "ab".repeat(32))),
+            "sha256:abababababab"
+        );
+        assert_eq!(short_digest("sha256:abc"), "sha256:abc");
+        assert_eq!(
+            short_digest("sha256:a\u{e9}\u{e9}\u{e9}\u{e9}\u{e9}\u{e9}\u{e9}"),
+            "sha256:a\u{e9}\u{e9}\u{e9}\u{e9}\u{e9}"
+        );
+        assert_eq!(
+            short_digest("\u{e9}\u{e9}\u{e9}\u{e9}\u{e9}\u{e9}\u{e9}x"),
+            "\u{e9}\u{e9}\u{e9}\u{e9}\u{e9}\u{e9}"
+        );
     }
 
     #[test]
