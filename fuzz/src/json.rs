@@ -55,6 +55,7 @@ fn layer_input(d: &Descriptor) -> oci2ext4::Result<LayerInput> {
         blob_digest: Some(digest),
         diff_id: None,
         size: Some(d.size),
+        report_digests: false,
     })
 }
 

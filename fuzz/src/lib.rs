@@ -71,6 +71,7 @@ pub(crate) fn memory_layer(name: &str, data: Vec<u8>) -> LayerInput {
         blob_digest: None,
         diff_id: None,
         size: Some(size),
+        report_digests: false,
     }
 }
 

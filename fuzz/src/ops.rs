@@ -33,9 +33,10 @@
 //!   decides whether the link got the old inode;
 //! - a marker's path runs through something the layer itself makes a non-directory.
 //!
-//! The first case is real: over a lower file `f`, a layer holding `.wh.f` and `f/x` builds
-//! when the whiteout comes first and fails ("`f` is not a directory") when it comes last. (An
-//! entry `f/` for the new directory before `f/x`, as tar writers put it, avoids the question.)
+//! For a lower *file* in a parent path the builder now gives the same result in every order
+//! (the file gives way to a directory; `tests/layers.rs` checks both orders through a kernel
+//! mount), but the model still leaves the case open, as it does for the lower *symlink*, which
+//! the builder follows when the entry comes, whether or not a later whiteout removes it.
 //!
 //! Everything after an Unspecified layer is Unspecified too, but for errors the model can tell
 //! from the names alone (`..` above the root, a non-directory at the root, a hard link of or to
