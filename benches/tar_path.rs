@@ -131,24 +131,25 @@ fn group<'a>(
     c: &'a mut Criterion,
     name: &str,
     bytes: u64,
+    time: Duration,
 ) -> criterion::BenchmarkGroup<'a, criterion::measurement::WallTime> {
     let mut g = c.benchmark_group(name);
     g.sample_size(10)
         .sampling_mode(SamplingMode::Flat)
         .warm_up_time(Duration::from_secs(1))
-        .measurement_time(Duration::from_secs(8))
+        .measurement_time(time)
         .throughput(Throughput::Bytes(bytes));
     g
 }
 
 fn tar_path(c: &mut Criterion) {
     let inputs = [
-        ("small", input("small", small)),
-        ("large", input("large", large)),
+        ("small", input("small", small), Duration::from_secs(12)),
+        ("large", input("large", large), Duration::from_secs(25)),
     ];
-    for (name, (tar, gz)) in &inputs {
+    for (name, (tar, gz), time) in &inputs {
         let bytes = std::fs::metadata(tar).unwrap().len();
-        let mut g = group(c, &format!("tar/{name}"), bytes);
+        let mut g = group(c, &format!("tar/{name}"), bytes, *time);
         g.bench_function("oci2ext4", |b| {
             b.iter_batched(
                 scratch,
@@ -173,7 +174,7 @@ fn tar_path(c: &mut Criterion) {
         });
         g.finish();
 
-        let mut g = group(c, &format!("gzip/{name}"), bytes);
+        let mut g = group(c, &format!("gzip/{name}"), bytes, *time);
         g.bench_function("oci2ext4", |b| {
             b.iter_batched(
                 scratch,

@@ -41,7 +41,7 @@ fn large_files(c: &mut Criterion) {
     g.sample_size(10)
         .sampling_mode(SamplingMode::Flat)
         .warm_up_time(Duration::from_secs(1))
-        .measurement_time(Duration::from_secs(20))
+        .measurement_time(Duration::from_secs(30))
         .throughput(Throughput::Bytes(GIB));
     g.bench_function("oci2ext4", |b| {
         b.iter_batched(
