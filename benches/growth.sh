@@ -39,6 +39,7 @@ WORK=$BENCH_DIR/work
 TIMES=$WORK/times
 rm -rf "$WORK"
 mkdir -p "$TIMES"
+MACHINE=$(machine)
 
 free_bytes() { df -B1 --output=avail "$BENCH_DIR" | tail -1 | tr -d ' '; }
 
@@ -112,7 +113,7 @@ done
 {
     echo "## oci2ext4 growth ($(date -u +%Y-%m-%dT%H:%MZ))"
     echo
-    machine
+    echo "$MACHINE"
     echo "- repetitions: $REPS (median); \`sync\` before every run; every image passed e2fsck -fn"
     echo "- baseline: a 100-entry tar, peak RSS $(mib "$base_rss") MiB, $(wall_of base) s"
     echo
