@@ -989,3 +989,232 @@ fn the_library_pulls_too() {
     assert_eq!(summary.stats.blobs_downloaded, 0);
     assert_eq!(file_digest(&out), file_digest(&out2));
 }
+
+#[test]
+fn a_damaged_cache_blob_is_removed_and_fetched_again() {
+    let Some(reg) = Registry::start("registry damaged cache", Setup::default()) else {
+        return;
+    };
+    let pusher = Pusher::new(&reg.addr, None, false);
+    let (layers, want) = three_layers("damaged");
+    let image = oci_image(&layers);
+    pusher.push("cache/img", "v1", &image);
+    let s = Scratch::new();
+    let reference = format!("{}/cache/img:v1", reg.addr);
+    s.pull_ok(&reference, "first.ext4", &[]);
+    let d = &blob_digests(&image)[1];
+    let cached = s.cache().join("blobs/sha256").join(&d[7..]);
+    let mut data = fs::read(&cached).unwrap();
+    let mid = data.len() / 2;
+    data[mid] ^= 1;
+    fs::write(&cached, &data).unwrap();
+    let out = s.out("second.ext4");
+    let o = s.pull(
+        &[
+            &reference,
+            "-o",
+            out.to_str().unwrap(),
+            "--cache-dir",
+            s.cache().to_str().unwrap(),
+            "--plain-http",
+        ],
+        &[],
+        None,
+    );
+    failed(
+        &o,
+        4,
+        &[&reference, "layer 2/3", "removed from the cache"],
+        &out,
+    );
+    assert!(!cached.exists(), "the damaged blob is still cached");
+    assert_cache_sound(&s.cache());
+    let j = s.pull_ok(&reference, "third.ext4", &[]);
+    assert_eq!(j["download"]["blobs"], 1, "{j}");
+    check_image(&s.out("third.ext4"), &want, NO_RW);
+}
+
+#[test]
+fn plain_http_by_registry_name_or_by_default_on_loopback() {
+    let Some(reg) = Registry::start("registry insecure", Setup::default()) else {
+        return;
+    };
+    let pusher = Pusher::new(&reg.addr, None, false);
+    let (layers, want) = three_layers("plain");
+    pusher.push("plain/img", "v1", &oci_image(&layers));
+    let s = Scratch::new();
+    let reference = format!("{}/plain/img:v1", reg.addr);
+    let cache = s.cache();
+    // Named as an insecure registry.
+    let out = s.out("named.ext4");
+    let o = s.pull(
+        &[
+            &reference,
+            "-o",
+            out.to_str().unwrap(),
+            "--cache-dir",
+            cache.to_str().unwrap(),
+            "--insecure-registry",
+            &reg.addr,
+            "-q",
+        ],
+        &[],
+        None,
+    );
+    ok(&o);
+    check_image(&out, &want, NO_RW);
+    // No flag at all: a registry on 127.0.0.1 that does not speak TLS is reached over HTTP.
+    let out = s.out("default.ext4");
+    let o = s.pull(
+        &[
+            &reference,
+            "-o",
+            out.to_str().unwrap(),
+            "--cache-dir",
+            cache.to_str().unwrap(),
+            "-q",
+        ],
+        &[],
+        None,
+    );
+    ok(&o);
+    assert_eq!(file_digest(&out), file_digest(&s.out("named.ext4")));
+}
+
+/// Whether skopeo is installed.
+fn have_skopeo() -> bool {
+    Command::new("skopeo")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success())
+}
+
+#[test]
+fn images_pushed_by_skopeo_equal_local_builds() {
+    if !have_skopeo() {
+        common::skip("registry skopeo", "skopeo is not installed");
+        return;
+    }
+    let Some(reg) = Registry::start("registry skopeo", Setup::default()) else {
+        return;
+    };
+    let s = Scratch::new();
+    // The bundled example (gzip, zstd and uncompressed layers) and a two-platform index.
+    let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/example-oci");
+    let multi = s.path("multi");
+    let (l_amd, _) = three_layers("skopeo amd64");
+    let (l_arm, want_arm) = three_layers("skopeo arm64");
+    let amd = common::oci::ImageSpec::new(vec![
+        (gzip(&l_amd[0].0), TGZ, l_amd[0].0.clone()),
+        (zstd(&l_amd[1].0), TZST, l_amd[1].0.clone()),
+        (l_amd[2].0.clone(), TAR, l_amd[2].0.clone()),
+    ]);
+    let mut arm = common::oci::ImageSpec::new(vec![
+        (gzip(&l_arm[0].0), TGZ, l_arm[0].0.clone()),
+        (gzip(&l_arm[1].0), TGZ, l_arm[1].0.clone()),
+        (gzip(&l_arm[2].0), TGZ, l_arm[2].0.clone()),
+    ]);
+    arm.arch = "arm64".into();
+    arm.variant = Some("v8".into());
+    fs::create_dir_all(&multi).unwrap();
+    common::oci::write_multiplatform(&multi, "v1", &[&amd, &arm]);
+    let copy = |src: String, dest: String, all: bool| {
+        let mut cmd = Command::new("skopeo");
+        cmd.args([
+            "--insecure-policy",
+            "copy",
+            "--quiet",
+            "--dest-tls-verify=false",
+        ]);
+        if all {
+            cmd.arg("--all");
+        }
+        let o = cmd.arg(&src).arg(&dest).output().unwrap();
+        assert!(
+            o.status.success(),
+            "skopeo copy {src} {dest}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+    };
+    copy(
+        format!("oci:{}:latest", fixture.display()),
+        format!("docker://{}/example/app:latest", reg.addr),
+        false,
+    );
+    copy(
+        format!("oci:{}:v1", multi.display()),
+        format!("docker://{}/example/multi:v1", reg.addr),
+        true,
+    );
+
+    let build = |source: String, out: &Path, extra: &[&str]| {
+        let started = Instant::now();
+        let o = Command::new(common::bin())
+            .arg("build")
+            .arg(&source)
+            .arg("-o")
+            .arg(out)
+            .arg("-q")
+            .args(extra)
+            .output()
+            .unwrap();
+        ok(&o);
+        started.elapsed()
+    };
+    let cases = [
+        (
+            format!("{}", fixture.display()),
+            "example/app:latest",
+            "linux/amd64",
+        ),
+        (
+            format!("{}:v1", multi.display()),
+            "example/multi:v1",
+            "linux/amd64",
+        ),
+        (
+            format!("{}:v1", multi.display()),
+            "example/multi:v1",
+            "linux/arm64",
+        ),
+    ];
+    for (i, (layout, repo, platform)) in cases.iter().enumerate() {
+        let local = s.out(&format!("local{i}.ext4"));
+        let local_time = build(layout.clone(), &local, &["--platform", platform]);
+        let reference = format!("{}/{repo}", reg.addr);
+        let started = Instant::now();
+        s.pull_ok(
+            &reference,
+            &format!("cold{i}.ext4"),
+            &["--platform", platform],
+        );
+        let cold = started.elapsed();
+        let started = Instant::now();
+        let warm = s.pull_ok(
+            &reference,
+            &format!("warm{i}.ext4"),
+            &["--platform", platform],
+        );
+        let warm_time = started.elapsed();
+        assert_eq!(warm["download"]["blobs"], 0);
+        eprintln!(
+            "{repo} {platform}: build {:.3} s, cold pull {:.3} s, warm pull {:.3} s",
+            local_time.as_secs_f64(),
+            cold.as_secs_f64(),
+            warm_time.as_secs_f64()
+        );
+        let want = file_digest(&local);
+        assert_eq!(
+            file_digest(&s.out(&format!("cold{i}.ext4"))),
+            want,
+            "{repo} {platform}"
+        );
+        assert_eq!(
+            file_digest(&s.out(&format!("warm{i}.ext4"))),
+            want,
+            "{repo} {platform}"
+        );
+        common::e2fsck(&local);
+    }
+    check_image(&s.out("warm2.ext4"), &want_arm, NO_RW);
+}
