@@ -643,6 +643,7 @@ fn registry_stopped_mid_layer_leaves_nothing_behind() {
         after: 1 << 20,
         times: 100,
         stall: false,
+        status: None,
         on_fault: Some(Box::new(reg.stopper())),
     });
     let s = Scratch::new();
@@ -683,6 +684,7 @@ fn a_cut_download_resumes() {
         after: 1 << 20,
         times: 1,
         stall: false,
+        status: None,
         on_fault: None,
     });
     let s = Scratch::new();
@@ -696,6 +698,43 @@ fn a_cut_download_resumes() {
     check_image(&s.out("r.ext4"), &want, NO_RW);
     assert!(has_blob(&s.cache(), &big));
     assert_cache_sound(&s.cache());
+
+    // HTTP 503 and 429 are retried too; a 404 is not.
+    for (code, tries, ok_expected) in [(503, 2, true), (429, 1, true), (404, 1, false)] {
+        let s = Scratch::new();
+        let gets = proxy.blob_gets();
+        proxy.set_fault(Fault {
+            blob_hex: big[7..].to_string(),
+            after: 0,
+            times: tries,
+            stall: false,
+            status: Some(code),
+            on_fault: None,
+        });
+        let reference = format!("{}/resume/img:v1", proxy.addr);
+        if ok_expected {
+            s.pull_ok(&reference, "s.ext4", &[]);
+            assert_eq!(proxy.blob_gets() - gets, 4 + tries, "HTTP {code}");
+            assert!(has_blob(&s.cache(), &big));
+        } else {
+            let out = s.out("s.ext4");
+            let o = s.pull(
+                &[
+                    &reference,
+                    "-o",
+                    out.to_str().unwrap(),
+                    "--cache-dir",
+                    s.cache().to_str().unwrap(),
+                    "--plain-http",
+                ],
+                &[],
+                None,
+            );
+            failed(&o, 8, &[&reference, "layer 1/3", "404"], &out);
+            assert_eq!(proxy.blob_gets() - gets, 4, "a 404 was retried");
+        }
+        assert_cache_sound(&s.cache());
+    }
 }
 
 #[test]
@@ -801,6 +840,7 @@ fn a_stalled_download_times_out() {
         after: 100 << 10,
         times: 100,
         stall: true,
+        status: None,
         on_fault: None,
     });
     let s = Scratch::new();

@@ -71,7 +71,7 @@ pub struct PullArgs {
     #[arg(long, default_value_t = 4)]
     pub retries: u32,
     /// The longest one layer may take to download, in seconds.
-    #[arg(long, value_name = "SECONDS", default_value_t = 600, value_parser = clap::value_parser!(u64).range(1..))]
+    #[arg(long, value_name = "SECONDS", default_value_t = 3600, value_parser = clap::value_parser!(u64).range(1..))]
     pub layer_timeout: u64,
     /// Image options.
     #[command(flatten)]

@@ -58,7 +58,7 @@ impl Default for TransportOptions {
             insecure_registries: Vec::new(),
             ca_certs: Vec::new(),
             retries: 4,
-            layer_timeout: Duration::from_secs(600),
+            layer_timeout: Duration::from_secs(3600),
         }
     }
 }
@@ -696,6 +696,80 @@ mod tests {
         assert_eq!(c[2].1, "repository:a/b:pull");
         assert!(parse_bearer_challenge(r#"Basic realm="x""#).is_none());
         assert_eq!(form_encode("a b/c+d"), "a%20b%2Fc%2Bd");
+    }
+
+    /// Answers two HTTP requests: the registry's challenge, then the token service.
+    fn fake_token_service() -> (String, std::thread::JoinHandle<String>) {
+        use std::io::{BufRead, BufReader, Read, Write};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        let realm = format!("http://{addr}/token");
+        let thread = std::thread::spawn(move || {
+            let mut body_seen = String::new();
+            for _ in 0..2 {
+                let (stream, _) = listener.accept().unwrap();
+                let mut reader = BufReader::new(stream.try_clone().unwrap());
+                let mut request_line = String::new();
+                reader.read_line(&mut request_line).unwrap();
+                let mut length = 0;
+                loop {
+                    let mut h = String::new();
+                    reader.read_line(&mut h).unwrap();
+                    if h == "\r\n" || h.is_empty() {
+                        break;
+                    }
+                    if let Some(v) = h.to_lowercase().strip_prefix("content-length:") {
+                        length = v.trim().parse().unwrap();
+                    }
+                }
+                let mut body = vec![0u8; length];
+                reader.read_exact(&mut body).unwrap();
+                let mut stream = stream;
+                let response = if request_line.starts_with("GET /v2/") {
+                    format!(
+                        "HTTP/1.1 401 Unauthorized\r\nWWW-Authenticate: Bearer realm=\"{realm}\",service=\"fake\"\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+                    )
+                } else {
+                    body_seen = String::from_utf8(body).unwrap();
+                    let json = r#"{"access_token":"access-123"}"#;
+                    format!(
+                        "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{json}",
+                        json.len()
+                    )
+                };
+                stream.write_all(response.as_bytes()).unwrap();
+            }
+            body_seen
+        });
+        (addr, thread)
+    }
+
+    #[test]
+    fn identity_tokens_are_exchanged() {
+        let (addr, server) = fake_token_service();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let http = reqwest_client(&[]).unwrap();
+        let access = rt
+            .block_on(exchange_identity_token(
+                &http,
+                "http",
+                &addr,
+                "org/app",
+                "refresh/+tok",
+            ))
+            .unwrap();
+        assert_eq!(access, "access-123");
+        let body = server.join().unwrap();
+        assert!(body.contains("grant_type=refresh_token"), "{body}");
+        assert!(body.contains("refresh_token=refresh%2F%2Btok"), "{body}");
+        assert!(
+            body.contains("scope=repository%3Aorg%2Fapp%3Apull"),
+            "{body}"
+        );
+        assert!(body.contains("service=fake"), "{body}");
     }
 
     #[test]

@@ -282,6 +282,8 @@ pub struct Fault {
     pub times: usize,
     /// Stall (send nothing more) instead of cutting the connection.
     pub stall: bool,
+    /// Answer with this HTTP status instead of passing the request on.
+    pub status: Option<u16>,
     /// Called when the fault strikes (to stop the registry, say).
     pub on_fault: Option<Box<dyn Fn() + Send + Sync>>,
 }
@@ -421,6 +423,7 @@ fn client_to_server(
             Ok(0) | Err(_) => break,
             Ok(n) => n,
         };
+        let mut answer = None;
         // Request lines: pulls send no bodies, so every line is a request or header line.
         for &b in &buf[..n] {
             if b == b'\n' {
@@ -437,13 +440,25 @@ fn client_to_server(
                     if let Some(fl) = f.as_mut() {
                         if fl.times > 0 && path.contains(&fl.blob_hex) && path.contains("/blobs/") {
                             fl.times -= 1;
-                            *conn.armed.lock().unwrap() = Some((fl.after, fl.stall));
+                            match fl.status {
+                                Some(code) => answer = Some(code),
+                                None => *conn.armed.lock().unwrap() = Some((fl.after, fl.stall)),
+                            }
                         }
                     }
                 }
             } else {
                 line.push(b);
             }
+        }
+        if let Some(code) = answer {
+            let _ = client.write_all(
+                format!(
+                    "HTTP/1.1 {code} Injected\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+                )
+                .as_bytes(),
+            );
+            break;
         }
         if server.write_all(&buf[..n]).is_err() {
             break;
