@@ -142,6 +142,13 @@ impl Slot {
         self.changed.notify_all();
     }
 
+    /// Marks a download that never started as failed, so that no reader waits for it.
+    pub fn abandon(&self, why: &str) {
+        if !self.cached {
+            self.finish(Outcome::Failed(ErrorKind::Registry, why.to_string()));
+        }
+    }
+
     /// Opens the blob for reading from its start: the cached file, or the download in
     /// progress.
     pub fn open(self: &Arc<Self>) -> Result<Box<dyn Read + Send>> {

@@ -303,10 +303,18 @@ async fn drive(
     name: String,
     top: Descriptor,
 ) -> Result<()> {
+    // Whatever ends this task (an error, or the pull being dropped), no reader waits for a
+    // download that will not happen.
+    let _abandon = Abandon(slots.clone());
     let semaphore = Arc::new(Semaphore::new(options.concurrency.max(1)));
     let mut set = JoinSet::new();
     let mut first_error = None;
     for slot in slots {
+        // After a failure, start nothing new: the pull fails at that layer, and the layers
+        // before it (which are downloading) still get there.
+        if first_error.is_some() {
+            break;
+        }
         let Some(session) = session.clone() else {
             return Err(Error::new(ErrorKind::Registry, "no registry session"));
         };
@@ -325,7 +333,7 @@ async fn drive(
             drop(permit);
             result
         });
-        // Collect what has finished meanwhile, to stop early on a failure.
+        // Collect what has finished meanwhile, to notice a failure.
         while let Some(done) = set.try_join_next() {
             if let Err(e) = flatten(done) {
                 first_error.get_or_insert(e);
@@ -343,6 +351,17 @@ async fn drive(
     tokio::task::spawn_blocking(move || cache.record(&name, &top))
         .await
         .map_err(|e| Error::new(ErrorKind::Io, format!("recording the image failed: {e}")))?
+}
+
+/// Fails the downloads of its slots that have not ended when it is dropped.
+struct Abandon(Vec<Arc<Slot>>);
+
+impl Drop for Abandon {
+    fn drop(&mut self) {
+        for s in &self.0 {
+            s.abandon("not downloaded: the pull stopped before this blob's turn");
+        }
+    }
 }
 
 fn flatten(r: std::result::Result<Result<u64>, tokio::task::JoinError>) -> Result<u64> {
@@ -547,8 +566,8 @@ impl Drop for PulledImage {
 }
 
 /// Pulls `reference` and writes it as an ext4 image at `output`: the whole of `oci2ext4 pull`
-/// as one call. Must run on a multi-threaded tokio runtime; the image is written on a blocking
-/// thread while the layers download.
+/// as one call, on a tokio runtime. The image is written on a blocking thread while the layers
+/// download.
 pub async fn pull(
     reference: &str,
     output: impl AsRef<Path>,
