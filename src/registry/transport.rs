@@ -498,10 +498,16 @@ impl Session {
         };
         match e {
             OciDistributionError::UnauthorizedError { .. } => refused(),
-            OciDistributionError::AuthenticationFailure(reason) => registry_error(format!(
-                "authentication with {reg} failed: {}",
-                short(reason)
-            )),
+            OciDistributionError::AuthenticationFailure(reason) => match &self.credentials_origin {
+                Some(origin) => registry_error(format!(
+                    "the token service of {reg} refused the credentials from {origin}: {}",
+                    short(reason)
+                )),
+                None => registry_error(format!(
+                    "the token service of {reg} refused anonymous access: {}",
+                    short(reason)
+                )),
+            },
             OciDistributionError::RegistryError { envelope, .. } => {
                 let first = envelope.errors.first();
                 let code = first.map(|e| &e.code);
