@@ -7,6 +7,9 @@
 //! - `layout` (private): where things go: block allocation, geometry, sizing, directory shape.
 //! - `tree` (private): the in-memory tree of names and inodes.
 //! - [`builder`]: [`ImageBuilder`], the public way to make an image from entries.
+//! - [`layer`] and [`source`]: layers applied with OCI whiteout rules, from local sources.
+//! - `registry` (feature `registry`, on by default): pulling from registries into a blob
+//!   cache, streaming the layers as they download.
 //!
 //! File data is written to the output once, as it streams in; the tree in memory grows with the
 //! number of entries, never with their bytes.
@@ -20,6 +23,8 @@ pub mod error;
 mod ext4;
 pub mod layer;
 mod layout;
+#[cfg(feature = "registry")]
+pub mod registry;
 pub mod source;
 pub mod tar;
 mod tree;

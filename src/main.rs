@@ -20,6 +20,8 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Build(args) => build(args),
+        #[cfg(feature = "registry")]
+        Command::Pull(args) => pull(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -82,6 +84,86 @@ fn build(args: BuildArgs) -> Result<(), Failure> {
         &summary,
         &reports,
         image_digest.as_deref(),
+        None,
+        &warnings,
+        seconds,
+    );
+    Ok(())
+}
+
+/// What a pull adds to the summary.
+#[cfg_attr(not(feature = "registry"), allow(dead_code))]
+struct PullReport {
+    reference: String,
+    index_digest: Option<String>,
+    platform: String,
+    blobs_downloaded: usize,
+    bytes_downloaded: u64,
+    blobs_cached: usize,
+}
+
+/// Waits until `flag` is set.
+#[cfg(feature = "registry")]
+async fn cancelled(flag: Arc<AtomicBool>) {
+    while !flag.load(std::sync::atomic::Ordering::Relaxed) {
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+}
+
+#[cfg(feature = "registry")]
+fn pull(args: cli::PullArgs) -> Result<(), Failure> {
+    use oci2ext4::registry::Puller;
+    use oci2ext4::{Error, ErrorKind};
+    let started = Instant::now();
+    let cancel = cancel_flag();
+    let mut opts = build_options(&args.image)?;
+    opts.cancel = Some(cancel.clone());
+    let pull_opts = cli::pull_options(&args, cancel.clone())?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .thread_name("oci2ext4-net")
+        .enable_all()
+        .build()
+        .map_err(|e| Error::io("cannot start the network threads", e))?;
+    let puller = Puller::new(pull_opts)?;
+    let mut image = runtime.block_on(async {
+        tokio::select! {
+            r = puller.resolve(&args.reference) => r,
+            _ = cancelled(cancel.clone()) => Err(Error::new(ErrorKind::Cancelled, "cancelled")),
+        }
+    })?;
+    let mut builder = ImageBuilder::create(&args.image.output, opts)?;
+    let mut bars = Bars::new(args.image.quiet || args.image.json);
+    bars.watch_downloads(image.downloads());
+    let reports = apply_layers(&mut builder, image.take_layers(), &mut bars);
+    bars.clear();
+    let reports = reports.map_err(|e| image.explain(e))?;
+    let warnings = builder.warnings().to_vec();
+    if !args.image.quiet {
+        for w in &warnings {
+            eprintln!("oci2ext4: warning: {w}");
+        }
+    }
+    let reference = image.reference.to_string();
+    let manifest_digest = image.manifest_digest.clone();
+    let index_digest = image.index_digest.clone();
+    let platform = image.platform.to_string();
+    let stats = runtime.block_on(image.finish())?;
+    let summary = builder.finish()?;
+    let seconds = started.elapsed().as_secs_f64();
+    report(
+        &args.image,
+        &summary,
+        &reports,
+        Some(&manifest_digest),
+        Some(&PullReport {
+            reference,
+            index_digest,
+            platform,
+            blobs_downloaded: stats.blobs_downloaded,
+            bytes_downloaded: stats.bytes_downloaded,
+            blobs_cached: stats.blobs_cached,
+        }),
         &warnings,
         seconds,
     );
@@ -93,6 +175,7 @@ fn report(
     summary: &Summary,
     layers: &[LayerReport],
     image_digest: Option<&str>,
+    pull: Option<&PullReport>,
     warnings: &[String],
     seconds: f64,
 ) {
@@ -115,7 +198,7 @@ fn report(
                 })
             })
             .collect();
-        let out = serde_json::json!({
+        let mut out = serde_json::json!({
             "output": args.output.display().to_string(),
             "image_digest": image_digest,
             "summary": summary,
@@ -123,11 +206,31 @@ fn report(
             "warnings": warnings,
             "seconds": seconds,
         });
+        if let Some(p) = pull {
+            out["reference"] = serde_json::json!(p.reference);
+            out["index_digest"] = serde_json::json!(p.index_digest);
+            out["platform"] = serde_json::json!(p.platform);
+            out["download"] = serde_json::json!({
+                "blobs": p.blobs_downloaded,
+                "bytes": p.bytes_downloaded,
+                "cached_blobs": p.blobs_cached,
+            });
+        }
         println!("{}", serde_json::to_string_pretty(&out).unwrap_or_default());
     } else if !args.quiet {
         let used_pct = 100.0 * summary.blocks_used as f64 / summary.blocks_count.max(1) as f64;
+        let pulled = pull.map_or_else(String::new, |p| {
+            format!(
+                "{} ({}): {} blob(s) downloaded ({}), {} from the cache; ",
+                p.reference,
+                image_digest.unwrap_or("?"),
+                p.blobs_downloaded,
+                human(p.bytes_downloaded),
+                p.blobs_cached
+            )
+        });
         eprintln!(
-            "{}: {} ext4 image, {} used ({used_pct:.0}%), {} of {} inodes used; {} entries, {} files, {} of file data{}; {seconds:.2} s",
+            "{pulled}{}: {} ext4 image, {} used ({used_pct:.0}%), {} of {} inodes used; {} entries, {} files, {} of file data{}; {seconds:.2} s",
             args.output.display(),
             human(summary.image_bytes),
             human(summary.blocks_used * summary.block_size),

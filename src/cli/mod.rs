@@ -25,6 +25,57 @@ pub enum Command {
     /// DIR@sha256:...), a `docker save` archive, a root filesystem tar (plain, gzip or zstd),
     /// or a directory. With --layer, apply layer tars in order instead.
     Build(BuildArgs),
+    /// Pull an image from a registry and build it. REF is read as Docker reads it: `alpine`
+    /// is docker.io/library/alpine:latest; `ghcr.io/org/app:v1`, `localhost:5000/app@sha256:...`.
+    /// Blobs are cached (an OCI image layout) and downloaded only once.
+    #[cfg(feature = "registry")]
+    Pull(PullArgs),
+}
+
+/// Arguments of `pull`.
+#[cfg(feature = "registry")]
+#[derive(Args, Debug)]
+pub struct PullArgs {
+    /// The image reference.
+    #[arg(value_name = "REF")]
+    pub reference: String,
+    /// Platform to pick from an image index: os/arch[/variant].
+    #[arg(long, default_value = "linux/amd64")]
+    pub platform: String,
+    /// User name for the registry (the password comes from --password-stdin). Without it,
+    /// credentials come from Docker's config.json or containers' auth.json, if any.
+    #[arg(short, long)]
+    pub username: Option<String>,
+    /// Read the registry password (or token) from standard input.
+    #[arg(long)]
+    pub password_stdin: bool,
+    /// The blob cache (default: $XDG_CACHE_HOME/oci2ext4, or ~/.cache/oci2ext4).
+    #[arg(long, value_name = "DIR")]
+    pub cache_dir: Option<PathBuf>,
+    /// Build from the cache alone, without the network.
+    #[arg(long)]
+    pub offline: bool,
+    /// Reach the registry over plain HTTP.
+    #[arg(long)]
+    pub plain_http: bool,
+    /// A registry to reach over plain HTTP; may be repeated.
+    #[arg(long = "insecure-registry", value_name = "HOST[:PORT]")]
+    pub insecure_registries: Vec<String>,
+    /// A PEM file of CA certificates to trust besides the system's; may be repeated.
+    #[arg(long = "ca-cert", value_name = "FILE")]
+    pub ca_certs: Vec<PathBuf>,
+    /// How many layers download at once.
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u16).range(1..=64))]
+    pub concurrency: u16,
+    /// How many times a failed request is tried again (connection errors, HTTP 429 and 5xx).
+    #[arg(long, default_value_t = 4)]
+    pub retries: u32,
+    /// The longest one layer may take to download, in seconds.
+    #[arg(long, value_name = "SECONDS", default_value_t = 3600, value_parser = clap::value_parser!(u64).range(1..))]
+    pub layer_timeout: u64,
+    /// Image options.
+    #[command(flatten)]
+    pub image: ImageArgs,
 }
 
 /// Arguments of `build`.
@@ -127,6 +178,51 @@ fn parse_uuid(s: &str, what: &str) -> Result<[u8; 16], Failure> {
     uuid::Uuid::parse_str(s)
         .map(|u| *u.as_bytes())
         .map_err(|e| usage(format!("--{what} {s:?}: {e}")))
+}
+
+/// Pull options from the arguments; reads the password from standard input when asked to.
+#[cfg(feature = "registry")]
+pub fn pull_options(
+    args: &PullArgs,
+    cancel: std::sync::Arc<std::sync::atomic::AtomicBool>,
+) -> Result<oci2ext4::registry::PullOptions, Failure> {
+    use oci2ext4::registry::{Credentials, PullOptions, TransportOptions};
+    use std::io::Read;
+    let credentials = match (&args.username, args.password_stdin) {
+        (Some(user), true) => {
+            let mut password = String::new();
+            std::io::stdin()
+                .read_to_string(&mut password)
+                .map_err(|e| usage(format!("cannot read the password from standard input: {e}")))?;
+            let password = password.trim_end_matches(['\n', '\r']).to_string();
+            if password.is_empty() {
+                return Err(usage("--password-stdin: standard input is empty"));
+            }
+            Some(Credentials::Basic {
+                username: user.clone(),
+                password,
+            })
+        }
+        (Some(_), false) => return Err(usage("--username needs --password-stdin")),
+        (None, true) => return Err(usage("--password-stdin needs --username")),
+        (None, false) => None,
+    };
+    Ok(PullOptions {
+        platform: oci2ext4::source::oci::Platform::parse(&args.platform)?,
+        cache_dir: args.cache_dir.clone(),
+        offline: args.offline,
+        credentials,
+        auth_env: None,
+        transport: TransportOptions {
+            plain_http: args.plain_http,
+            insecure_registries: args.insecure_registries.clone(),
+            ca_certs: args.ca_certs.clone(),
+            retries: args.retries,
+            layer_timeout: std::time::Duration::from_secs(args.layer_timeout),
+        },
+        concurrency: usize::from(args.concurrency),
+        cancel: Some(cancel),
+    })
 }
 
 /// Build options from the arguments and the environment (`SOURCE_DATE_EPOCH`).

@@ -6,7 +6,7 @@ use std::fs::File;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use super::digest::{verify, Digest};
 use crate::error::{Error, ErrorKind, Result};
@@ -33,7 +33,7 @@ pub mod media {
 }
 
 /// A content descriptor.
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Descriptor {
     /// Media type.
@@ -45,15 +45,28 @@ pub struct Descriptor {
     #[serde(default)]
     pub size: u64,
     /// Platform, in indexes.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub platform: Option<Platform>,
     /// Annotations.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "HashMap::is_empty")]
     pub annotations: HashMap<String, String>,
 }
 
+impl Descriptor {
+    /// A descriptor of `digest` with nothing else known.
+    pub fn of_digest(digest: impl Into<String>) -> Self {
+        Descriptor {
+            media_type: String::new(),
+            digest: digest.into(),
+            size: 0,
+            platform: None,
+            annotations: HashMap::new(),
+        }
+    }
+}
+
 /// An image platform.
-#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq, Eq)]
 pub struct Platform {
     /// Operating system.
     #[serde(default)]
@@ -62,7 +75,7 @@ pub struct Platform {
     #[serde(default)]
     pub architecture: String,
     /// CPU variant.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub variant: Option<String>,
 }
 
@@ -466,6 +479,87 @@ pub fn select_reference<'a>(index: &'a Index, reference: Option<&str>) -> Result
     }
 }
 
+/// An image document: an index (or manifest list) or an image manifest.
+#[derive(Clone, Debug)]
+pub enum Document {
+    /// An image index or Docker manifest list.
+    Index(Index),
+    /// An image manifest (OCI or Docker v2 schema 2).
+    Manifest(Manifest),
+}
+
+/// Parses the document `data` found under a descriptor of `media_type` (which may be empty,
+/// as for the top of a registry reference). Docker schema 1 and non-image media types are
+/// rejected by name.
+pub fn parse_document(media_type: &str, data: &[u8]) -> Result<Document> {
+    check_manifest_media_type(media_type)?;
+    if data.len() as u64 > MAX_DOCUMENT {
+        return Err(Error::limit(format!(
+            "manifest of {} bytes is larger than {MAX_DOCUMENT}",
+            data.len()
+        )));
+    }
+    if is_index(media_type, data)? {
+        let index: Index = parse_json("image index", data)?;
+        if let Some(mt) = &index.media_type {
+            check_manifest_media_type(mt)?;
+        }
+        return Ok(Document::Index(index));
+    }
+    let manifest: Manifest = parse_json("image manifest", data)?;
+    if let Some(mt) = &manifest.media_type {
+        check_manifest_media_type(mt)?;
+    }
+    Ok(Document::Manifest(manifest))
+}
+
+/// The media type a document declares, or the one its shape implies (OCI media types when it
+/// declares none).
+pub fn document_media_type(doc: &Document) -> &str {
+    match doc {
+        Document::Index(i) => i.media_type.as_deref().unwrap_or(media::OCI_INDEX),
+        Document::Manifest(m) => m.media_type.as_deref().unwrap_or(media::OCI_MANIFEST),
+    }
+}
+
+/// Checks a manifest against its config and makes one layer input per layer, lowest first,
+/// with names (`layer 2/3 (sha256:0123456789ab)`) and `diff_id`s set. `layer` makes the input
+/// for a layer descriptor; it may leave the name and `diff_id` empty.
+pub fn image_layers(
+    manifest: &Manifest,
+    config: &Config,
+    mut layer: impl FnMut(&Descriptor) -> Result<LayerInput>,
+) -> Result<Vec<LayerInput>> {
+    if manifest.layers.len() != config.rootfs.diff_ids.len() {
+        return Err(Error::corrupt(format!(
+            "the manifest lists {} layers but the config {} diff_ids",
+            manifest.layers.len(),
+            config.rootfs.diff_ids.len()
+        )));
+    }
+    let mut layers = Vec::with_capacity(manifest.layers.len());
+    let total = manifest.layers.len();
+    for (i, (d, diff_id)) in manifest
+        .layers
+        .iter()
+        .zip(&config.rootfs.diff_ids)
+        .enumerate()
+    {
+        let name = layer_name(i, total, &d.digest);
+        check_layer_media_type(&d.media_type).map_err(|e| e.with_layer(&name))?;
+        let mut input = layer(d).map_err(|e| e.with_layer(&name))?;
+        input.name = name;
+        input.diff_id = Some(Digest::parse(diff_id)?);
+        layers.push(input);
+    }
+    Ok(layers)
+}
+
+/// The name of layer `index` (from 0) of `total` in messages: `layer 2/3 (sha256:0123456789ab)`.
+pub fn layer_name(index: usize, total: usize, digest: &str) -> String {
+    format!("layer {}/{total} ({})", index + 1, short_digest(digest))
+}
+
 /// Follows a descriptor through indexes to a manifest, reads the config, and makes the layer
 /// inputs with their `diff_id`s. `read` fetches and verifies documents; `layer` makes a layer
 /// input from a layer descriptor.
@@ -473,45 +567,22 @@ pub fn resolve(
     mut desc: Descriptor,
     platform: &Platform,
     mut read: impl FnMut(&str, &Descriptor) -> Result<Vec<u8>>,
-    mut layer: impl FnMut(&Descriptor) -> Result<LayerInput>,
+    layer: impl FnMut(&Descriptor) -> Result<LayerInput>,
 ) -> Result<Image> {
     // Nested indexes are allowed, a few levels deep.
     for _ in 0..4 {
         check_manifest_media_type(&desc.media_type)?;
         let data = read("manifest", &desc)?;
-        if is_index(&desc.media_type, &data)? {
-            let index: Index = parse_json("image index", &data)?;
-            desc = select_platform(&index, platform)?.clone();
-            continue;
-        }
-        let manifest: Manifest = parse_json("image manifest", &data)?;
-        if let Some(mt) = &manifest.media_type {
-            check_manifest_media_type(mt)?;
-        }
+        let manifest = match parse_document(&desc.media_type, &data)? {
+            Document::Index(index) => {
+                desc = select_platform(&index, platform)?.clone();
+                continue;
+            }
+            Document::Manifest(m) => m,
+        };
         let config_data = read("config", &manifest.config)?;
         let config: Config = parse_json("image config", &config_data)?;
-        if manifest.layers.len() != config.rootfs.diff_ids.len() {
-            return Err(Error::corrupt(format!(
-                "the manifest lists {} layers but the config {} diff_ids",
-                manifest.layers.len(),
-                config.rootfs.diff_ids.len()
-            )));
-        }
-        let mut layers = Vec::with_capacity(manifest.layers.len());
-        let total = manifest.layers.len();
-        for (i, (d, diff_id)) in manifest
-            .layers
-            .iter()
-            .zip(&config.rootfs.diff_ids)
-            .enumerate()
-        {
-            check_layer_media_type(&d.media_type)
-                .map_err(|e| e.with_layer(format!("layer {}/{total} ({})", i + 1, d.digest)))?;
-            let mut input = layer(d)?;
-            input.name = format!("layer {}/{total} ({})", i + 1, short_digest(&d.digest));
-            input.diff_id = Some(Digest::parse(diff_id)?);
-            layers.push(input);
-        }
+        let layers = image_layers(&manifest, &config, layer)?;
         return Ok(Image {
             manifest_digest: desc.digest.clone(),
             layers,
@@ -612,6 +683,24 @@ mod tests {
         assert_eq!(e.kind(), ErrorKind::Unsupported);
         let e = check_manifest_media_type(media::DOCKER_SCHEMA1_SIGNED).unwrap_err();
         assert!(e.to_string().contains("schema 1"));
+    }
+
+    #[test]
+    fn documents() {
+        let schema1 = br#"{"schemaVersion":1,"name":"a","tag":"b","fsLayers":[]}"#;
+        let e = parse_document("", schema1).unwrap_err();
+        assert!(e.to_string().contains("schema 1"), "{e}");
+        let e = parse_document(media::DOCKER_SCHEMA1_SIGNED, schema1).unwrap_err();
+        assert!(e.to_string().contains("schema 1"), "{e}");
+        let list = br#"{"schemaVersion":2,"mediaType":"application/vnd.docker.distribution.manifest.list.v2+json","manifests":[]}"#;
+        let doc = parse_document("", list).unwrap();
+        assert!(matches!(doc, Document::Index(_)));
+        assert_eq!(document_media_type(&doc), media::DOCKER_LIST);
+        let bare = br#"{"schemaVersion":2,"config":{"digest":"sha256:aa","size":1},"layers":[]}"#;
+        let doc = parse_document("", bare).unwrap();
+        assert_eq!(document_media_type(&doc), media::OCI_MANIFEST);
+        let e = parse_document("application/vnd.example+json", bare).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::Unsupported);
     }
 
     #[test]

@@ -7,6 +7,8 @@
 pub mod layers;
 pub mod model;
 pub mod oci;
+#[cfg(feature = "registry")]
+pub mod registry;
 pub mod tars;
 
 use std::collections::{BTreeMap, BTreeSet};

@@ -1,0 +1,1261 @@
+//! `oci2ext4 pull` against a real registry (Debian's docker-registry, the CNCF Distribution
+//! registry) started for each test: compressions and media types, platforms, authentication,
+//! the blob cache and offline builds, and faults (a connection cut mid-layer, a corrupt blob in
+//! the registry, a wrong password, an unknown tag, a stalled download).
+
+#![cfg(feature = "registry")]
+
+mod common;
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use base64::Engine as _;
+
+use common::layers::{expected, gzip, zstd, LayerGen, Op};
+use common::model::Tree;
+use common::oci::digest;
+use common::registry::{Fault, Proxy, PushImage, Pusher, Registry, Setup, Tls, PASSWORD, USER};
+use common::tars::Attrs;
+use common::{check_image, scratch, Check, Rng};
+
+const NO_RW: Check = Check { read_write: false };
+const TAR: &str = "application/vnd.oci.image.layer.v1.tar";
+const TGZ: &str = "application/vnd.oci.image.layer.v1.tar+gzip";
+const TZST: &str = "application/vnd.oci.image.layer.v1.tar+zstd";
+const DOCKER_GZ: &str = "application/vnd.docker.image.rootfs.diff.tar.gzip";
+const DOCKER_TAR: &str = "application/vnd.docker.image.rootfs.diff.tar";
+
+/// A test's scratch space: a home without credentials, a cache, an output directory.
+struct Scratch {
+    dir: tempfile::TempDir,
+}
+
+impl Scratch {
+    fn new() -> Scratch {
+        let dir = scratch();
+        fs::create_dir_all(dir.path().join("home")).unwrap();
+        fs::create_dir_all(dir.path().join("out")).unwrap();
+        Scratch { dir }
+    }
+
+    fn path(&self, p: &str) -> PathBuf {
+        self.dir.path().join(p)
+    }
+
+    fn cache(&self) -> PathBuf {
+        self.path("cache")
+    }
+
+    fn out(&self, name: &str) -> PathBuf {
+        self.path("out").join(name)
+    }
+
+    /// `oci2ext4 pull` with a clean environment (no credentials of the machine's), `env` added.
+    fn pull(&self, args: &[&str], env: &[(&str, &str)], stdin: Option<&str>) -> Output {
+        let mut cmd = Command::new(common::bin());
+        cmd.arg("pull")
+            .args(args)
+            .env("HOME", self.path("home"))
+            .env_remove("DOCKER_CONFIG")
+            .env_remove("REGISTRY_AUTH_FILE")
+            .env_remove("XDG_RUNTIME_DIR")
+            .env_remove("XDG_CONFIG_HOME")
+            .env_remove("XDG_CACHE_HOME")
+            .stdin(if stdin.is_some() {
+                Stdio::piped()
+            } else {
+                Stdio::null()
+            })
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let mut child = cmd.spawn().unwrap();
+        if let Some(input) = stdin {
+            use std::io::Write;
+            child
+                .stdin
+                .take()
+                .unwrap()
+                .write_all(input.as_bytes())
+                .unwrap();
+        }
+        child.wait_with_output().unwrap()
+    }
+
+    /// Pulls `reference` into `out` through the cache, over plain HTTP; returns the JSON summary.
+    fn pull_ok(&self, reference: &str, out: &str, extra: &[&str]) -> serde_json::Value {
+        let out = self.out(out);
+        let cache = self.cache();
+        let mut args = vec![
+            reference,
+            "-o",
+            out.to_str().unwrap(),
+            "--cache-dir",
+            cache.to_str().unwrap(),
+            "--plain-http",
+            "--json",
+        ];
+        args.extend_from_slice(extra);
+        let o = self.pull(&args, &[], None);
+        ok(&o);
+        serde_json::from_slice(&o.stdout).unwrap()
+    }
+}
+
+fn ok(o: &Output) {
+    assert!(
+        o.status.success(),
+        "pull failed ({}): {}",
+        o.status,
+        String::from_utf8_lossy(&o.stderr)
+    );
+}
+
+/// Checks a failed run: the exit status, one line on stderr containing each of `words`, no
+/// output file and nothing left beside it.
+fn failed(o: &Output, code: i32, words: &[&str], out: &Path) -> String {
+    let err = String::from_utf8_lossy(&o.stderr).into_owned();
+    eprintln!("expected failure: {}", err.trim_end());
+    assert_eq!(o.status.code(), Some(code), "{err}");
+    assert_eq!(
+        err.trim_end().lines().count(),
+        1,
+        "one line expected: {err}"
+    );
+    for w in words {
+        assert!(err.contains(w), "{w:?} missing from: {err}");
+    }
+    assert!(!out.exists(), "{} was left behind", out.display());
+    let left: Vec<_> = fs::read_dir(out.parent().unwrap())
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name())
+        .filter(|n| n.to_string_lossy().starts_with('.'))
+        .collect();
+    assert!(left.is_empty(), "temporary files left: {left:?}");
+    err
+}
+
+/// The cache holds only complete blobs that match their names, and no partial downloads.
+fn assert_cache_sound(cache: &Path) {
+    let blobs = cache.join("blobs/sha256");
+    if !blobs.exists() {
+        return;
+    }
+    for e in fs::read_dir(&blobs).unwrap().flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        let data = fs::read(e.path()).unwrap();
+        assert_eq!(
+            digest(&data),
+            format!("sha256:{name}"),
+            "bad blob {name} in the cache"
+        );
+    }
+    if let Ok(entries) = fs::read_dir(cache.join("ingest")) {
+        for e in entries.flatten() {
+            let n = e.file_name().to_string_lossy().into_owned();
+            assert!(
+                !n.ends_with(".partial"),
+                "partial download {n} left in the cache"
+            );
+        }
+    }
+}
+
+/// The digest of a file's bytes (images are compared by it, not byte by byte in messages).
+fn file_digest(path: &Path) -> String {
+    digest(&fs::read(path).unwrap())
+}
+
+fn has_blob(cache: &Path, d: &str) -> bool {
+    cache.join("blobs/sha256").join(&d[7..]).exists()
+}
+
+type Layer = (Vec<u8>, Vec<Op>);
+
+fn layer(build: impl FnOnce(&mut LayerGen)) -> Layer {
+    let mut g = LayerGen::new();
+    build(&mut g);
+    g.finish()
+}
+
+fn random(n: usize, seed: u64) -> Vec<u8> {
+    let mut v = vec![0u8; n];
+    Rng::new(seed).fill(&mut v);
+    v
+}
+
+/// Three layers: a large incompressible file first, then whiteouts, an opaque directory and
+/// hard links; `tag` makes the content differ between images.
+fn three_layers(tag: &str) -> (Vec<Layer>, Tree) {
+    let big = random(3 << 20, tag.len() as u64 + 7);
+    let l1 = layer(|g| {
+        g.dir("etc", Attrs::new(0o755))
+            .file("etc/a", Attrs::new(0o644), b"a1")
+            .file("etc/b", Attrs::new(0o600).owner(1, 2), b"b1")
+            .dir("usr", Attrs::new(0o755))
+            .dir("usr/lib", Attrs::new(0o755))
+            .file("usr/lib/big", Attrs::new(0o644), &big)
+            .file("usr/lib/old", Attrs::new(0o644), b"old")
+            .symlink("lib", "usr/lib");
+    });
+    let l2 = layer(|g| {
+        g.whiteout("etc/b")
+            .file("etc/c", Attrs::new(0o4755), b"c2")
+            .opaque("usr/lib")
+            .file("usr/lib/new", Attrs::new(0o644), b"new");
+    });
+    let l3 = layer(|g| {
+        g.file("etc/tag", Attrs::new(0o644), tag.as_bytes())
+            .hardlink("etc/tag2", "etc/tag")
+            .fifo("etc/fifo", Attrs::new(0o600));
+    });
+    let want = expected(&[l1.1.clone(), l2.1.clone(), l3.1.clone()]);
+    (vec![l1, l2, l3], want)
+}
+
+/// The three layers as gzip, zstd and uncompressed OCI layers.
+fn oci_image(layers: &[Layer]) -> PushImage {
+    PushImage::new(vec![
+        (gzip(&layers[0].0), TGZ, layers[0].0.clone()),
+        (zstd(&layers[1].0), TZST, layers[1].0.clone()),
+        (layers[2].0.clone(), TAR, layers[2].0.clone()),
+    ])
+}
+
+fn blob_digests(image: &PushImage) -> Vec<String> {
+    image.layers.iter().map(|(b, _, _)| digest(b)).collect()
+}
+
+#[test]
+fn pulls_every_compression_caches_blobs_and_builds_offline() {
+    let Some(reg) = Registry::start("registry pull", Setup::default()) else {
+        return;
+    };
+    let proxy = Proxy::start(&reg.addr);
+    let pusher = Pusher::new(&reg.addr, None, false);
+    let (layers, want) = three_layers("one");
+    let image = oci_image(&layers);
+    let manifest = pusher.push("test/img", "v1", &image);
+    let s = Scratch::new();
+    let reference = format!("{}/test/img:v1", proxy.addr);
+
+    let first = s.pull_ok(&reference, "a.ext4", &[]);
+    assert_eq!(first["image_digest"], manifest.as_str());
+    assert_eq!(first["reference"], reference.as_str());
+    assert_eq!(first["index_digest"], serde_json::Value::Null);
+    assert_eq!(first["platform"], "linux/amd64");
+    assert_eq!(first["download"]["blobs"], 4, "{first}");
+    assert_eq!(first["layers"][0]["compression"], "gzip");
+    assert_eq!(first["layers"][1]["compression"], "zstd");
+    assert_eq!(first["layers"][2]["compression"], "uncompressed");
+    assert_eq!(proxy.blob_gets(), 4, "three layers and the config");
+    // Kept before the read-write session below changes the image.
+    let a = digest(&fs::read(s.out("a.ext4")).unwrap());
+    check_image(&s.out("a.ext4"), &want, Check::default());
+
+    // The cache is an OCI image layout naming the reference.
+    let cache = s.cache();
+    assert!(cache.join("oci-layout").is_file());
+    let index: serde_json::Value =
+        serde_json::from_slice(&fs::read(cache.join("index.json")).unwrap()).unwrap();
+    let entries = index["manifests"].as_array().unwrap();
+    assert_eq!(entries.len(), 1, "{index}");
+    assert_eq!(entries[0]["digest"], manifest.as_str());
+    assert_eq!(entries[0]["mediaType"], common::registry::OCI_MANIFEST);
+    assert_eq!(
+        entries[0]["annotations"]["org.opencontainers.image.ref.name"],
+        reference.as_str()
+    );
+    for d in blob_digests(&image) {
+        assert!(has_blob(&cache, &d), "{d} not cached");
+    }
+    assert_cache_sound(&cache);
+
+    // A second pull downloads no blob, and makes the same bytes.
+    let second = s.pull_ok(&reference, "b.ext4", &["--concurrency", "1"]);
+    assert_eq!(proxy.blob_gets(), 4, "the second pull downloaded blobs");
+    assert_eq!(second["download"]["blobs"], 0);
+    assert_eq!(second["download"]["cached_blobs"], 4);
+    assert_eq!(
+        a,
+        file_digest(&s.out("b.ext4")),
+        "the second pull made other bytes"
+    );
+
+    // `build` from the cache (a layout) gives the same image.
+    let built = s.out("built.ext4");
+    let o = Command::new(common::bin())
+        .arg("build")
+        .arg(format!("{}:v1", cache.display()))
+        .arg("-o")
+        .arg(&built)
+        .arg("-q")
+        .output()
+        .unwrap();
+    ok(&o);
+    assert_eq!(a, file_digest(&built), "build from the cache differs");
+
+    // With the registry gone, --offline builds from the cache alone, by tag or digest.
+    drop(proxy);
+    reg.stop();
+    let by_digest = format!("{}@{manifest}", reference.rsplit_once(':').unwrap().0);
+    for (r, name) in [
+        (reference.as_str(), "c.ext4"),
+        (by_digest.as_str(), "d.ext4"),
+    ] {
+        let out = s.out(name);
+        let o = s.pull(
+            &[
+                r,
+                "-o",
+                out.to_str().unwrap(),
+                "--cache-dir",
+                cache.to_str().unwrap(),
+                "--offline",
+                "-q",
+            ],
+            &[],
+            None,
+        );
+        ok(&o);
+        assert_eq!(a, file_digest(&out), "offline pull of {r} differs");
+    }
+    // Offline, what was never pulled is a clear error.
+    let out = s.out("e.ext4");
+    let missing = reference.replace(":v1", ":v2");
+    let o = s.pull(
+        &[
+            &missing,
+            "-o",
+            out.to_str().unwrap(),
+            "--cache-dir",
+            cache.to_str().unwrap(),
+            "--offline",
+        ],
+        &[],
+        None,
+    );
+    failed(&o, 2, &[&missing, "not in the cache"], &out);
+    // Online, the registry being gone is a registry error naming it.
+    let o = s.pull(
+        &[
+            &reference,
+            "-o",
+            out.to_str().unwrap(),
+            "--cache-dir",
+            cache.to_str().unwrap(),
+            "--plain-http",
+            "--retries",
+            "0",
+        ],
+        &[],
+        None,
+    );
+    failed(&o, 8, &[&reference, "cannot reach"], &out);
+}
+
+#[test]
+fn docker_media_types_and_platforms() {
+    let Some(reg) = Registry::start("registry platforms", Setup::default()) else {
+        return;
+    };
+    let pusher = Pusher::new(&reg.addr, None, false);
+    let (l_amd, want_amd) = three_layers("amd64");
+    let (l_arm64, want_arm64) = three_layers("arm64 v8");
+    let (l_arm, want_arm) = three_layers("arm v7 image");
+    let mut amd = PushImage::new(vec![
+        (gzip(&l_amd[0].0), DOCKER_GZ, l_amd[0].0.clone()),
+        (gzip(&l_amd[1].0), DOCKER_GZ, l_amd[1].0.clone()),
+        (l_amd[2].0.clone(), DOCKER_TAR, l_amd[2].0.clone()),
+    ]);
+    amd.docker = true;
+    let mut arm64 = oci_image(&l_arm64);
+    arm64.arch = "arm64".into();
+    arm64.variant = Some("v8".into());
+    let mut arm = oci_image(&l_arm);
+    arm.arch = "arm".into();
+    arm.variant = Some("v7".into());
+    let (list, manifests) = pusher.push_index("multi/app", "list", &[&amd, &arm64, &arm], true);
+    let (index, _) = pusher.push_index("multi/app", "index", &[&amd, &arm64, &arm], false);
+    let docker_only = pusher.push("multi/app", "docker", &amd);
+    let s = Scratch::new();
+    let base = format!("{}/multi/app", reg.addr);
+
+    let j = s.pull_ok(&format!("{base}:list"), "amd.ext4", &[]);
+    assert_eq!(j["image_digest"], manifests[0].as_str());
+    assert_eq!(j["index_digest"], list.as_str());
+    check_image(&s.out("amd.ext4"), &want_amd, NO_RW);
+    let j = s.pull_ok(
+        &format!("{base}:index"),
+        "arm64.ext4",
+        &["--platform", "linux/arm64"],
+    );
+    assert_eq!(j["image_digest"], manifests[1].as_str());
+    assert_eq!(j["index_digest"], index.as_str());
+    assert_eq!(j["platform"], "linux/arm64/v8");
+    check_image(&s.out("arm64.ext4"), &want_arm64, NO_RW);
+    let j = s.pull_ok(
+        &format!("{base}:list"),
+        "arm64v8.ext4",
+        &["--platform", "linux/arm64/v8"],
+    );
+    assert_eq!(j["image_digest"], manifests[1].as_str());
+    let j = s.pull_ok(
+        &format!("{base}:index"),
+        "arm.ext4",
+        &["--platform", "linux/arm"],
+    );
+    assert_eq!(j["image_digest"], manifests[2].as_str());
+    check_image(&s.out("arm.ext4"), &want_arm, NO_RW);
+    let j = s.pull_ok(&format!("{base}:docker"), "docker.ext4", &[]);
+    assert_eq!(j["image_digest"], docker_only.as_str());
+    assert_eq!(
+        file_digest(&s.out("docker.ext4")),
+        file_digest(&s.out("amd.ext4"))
+    );
+    // By digest, straight to one platform's manifest.
+    let j = s.pull_ok(&format!("{base}@{}", manifests[2]), "arm-digest.ext4", &[]);
+    assert_eq!(j["image_digest"], manifests[2].as_str());
+
+    // No match: the error lists what the index offers.
+    let out = s.out("none.ext4");
+    let o = s.pull(
+        &[
+            &format!("{base}:index"),
+            "-o",
+            out.to_str().unwrap(),
+            "--cache-dir",
+            s.cache().to_str().unwrap(),
+            "--plain-http",
+            "--platform",
+            "linux/s390x",
+        ],
+        &[],
+        None,
+    );
+    failed(
+        &o,
+        2,
+        &[
+            "linux/s390x",
+            "linux/amd64, linux/arm64/v8, linux/arm/v7",
+            &format!("{base}:index"),
+        ],
+        &out,
+    );
+    assert_cache_sound(&s.cache());
+}
+
+/// Writes a Docker config (or containers auth.json) file.
+fn write_json(path: &Path, value: serde_json::Value) {
+    fs::create_dir_all(path.parent().unwrap()).unwrap();
+    fs::write(path, value.to_string()).unwrap();
+}
+
+#[test]
+fn basic_auth_from_every_credential_source() {
+    let Some(reg) = Registry::start(
+        "registry auth",
+        Setup {
+            htpasswd: true,
+            tls: None,
+        },
+    ) else {
+        return;
+    };
+    let pusher = Pusher::new(&reg.addr, None, true);
+    let (layers, want) = three_layers("secret");
+    pusher.push("private/img", "v1", &oci_image(&layers));
+    let s = Scratch::new();
+    let reference = format!("{}/private/img:v1", reg.addr);
+    let cache = s.cache();
+    let run = |out: &Path, extra: &[&str], env: &[(&str, &str)], stdin: Option<&str>| {
+        let mut args = vec![
+            reference.as_str(),
+            "-o",
+            out.to_str().unwrap(),
+            "--cache-dir",
+            cache.to_str().unwrap(),
+            "--plain-http",
+            "-q",
+        ];
+        args.extend_from_slice(extra);
+        s.pull(&args, env, stdin)
+    };
+
+    // Anonymous: refused, saying how to log in.
+    let out = s.out("anon.ext4");
+    let o = run(&out, &[], &[], None);
+    failed(&o, 8, &[&reference, "requires authentication"], &out);
+
+    // A wrong password: refused, and the password is not repeated.
+    let wrong = "not-the-Password-123";
+    let out = s.out("wrong.ext4");
+    let o = run(
+        &out,
+        &["--username", USER, "--password-stdin"],
+        &[],
+        Some(&format!("{wrong}\n")),
+    );
+    let err = failed(&o, 8, &[&reference, "refused the credentials"], &out);
+    assert!(!err.contains(wrong), "the password shows: {err}");
+    assert_cache_sound(&cache);
+
+    // --username with --password-stdin.
+    let out = s.out("stdin.ext4");
+    ok(&run(
+        &out,
+        &["--username", USER, "--password-stdin"],
+        &[],
+        Some(&format!("{PASSWORD}\n")),
+    ));
+    check_image(&out, &want, NO_RW);
+
+    let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
+    let good = b64(&format!("{USER}:{PASSWORD}"));
+
+    // $DOCKER_CONFIG/config.json with an `auth` entry.
+    let docker_dir = s.path("docker");
+    write_json(
+        &docker_dir.join("config.json"),
+        serde_json::json!({"auths": {format!("http://{}", reg.addr): {"auth": good}}}),
+    );
+    let out = s.out("docker-config.ext4");
+    ok(&run(
+        &out,
+        &[],
+        &[("DOCKER_CONFIG", docker_dir.to_str().unwrap())],
+        None,
+    ));
+
+    // ~/.docker/config.json with a credential store (a docker-credential-* program on PATH).
+    let bin = s.path("bin");
+    fs::create_dir_all(&bin).unwrap();
+    let helper = bin.join("docker-credential-oci2ext4test");
+    fs::write(
+        &helper,
+        format!(
+            "#!/bin/sh\n[ \"$1\" = get ] || exit 1\nread server\n[ \"$server\" = \"{}\" ] || {{ echo 'credentials not found in native keychain'; exit 1; }}\necho '{{\"ServerURL\":\"'$server'\",\"Username\":\"{USER}\",\"Secret\":\"{PASSWORD}\"}}'\n",
+            reg.addr
+        ),
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    fs::set_permissions(&helper, fs::Permissions::from_mode(0o755)).unwrap();
+    write_json(
+        &s.path("home/.docker/config.json"),
+        serde_json::json!({"credsStore": "oci2ext4test"}),
+    );
+    let path = format!(
+        "{}:{}",
+        bin.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let out = s.out("helper.ext4");
+    ok(&run(&out, &[], &[("PATH", &path)], None));
+    // The same helper named for this registry in credHelpers.
+    write_json(
+        &s.path("home/.docker/config.json"),
+        serde_json::json!({"credHelpers": {reg.addr.clone(): "oci2ext4test"}}),
+    );
+    let out = s.out("cred-helpers.ext4");
+    ok(&run(&out, &[], &[("PATH", &path)], None));
+    fs::remove_file(s.path("home/.docker/config.json")).unwrap();
+
+    // $REGISTRY_AUTH_FILE, then $XDG_RUNTIME_DIR/containers/auth.json, then
+    // ~/.config/containers/auth.json.
+    let auth_file = s.path("auth/auth.json");
+    write_json(
+        &auth_file,
+        serde_json::json!({"auths": {reg.addr.clone(): {"auth": good}}}),
+    );
+    let out = s.out("auth-file.ext4");
+    ok(&run(
+        &out,
+        &[],
+        &[("REGISTRY_AUTH_FILE", auth_file.to_str().unwrap())],
+        None,
+    ));
+    let runtime = s.path("run");
+    write_json(
+        &runtime.join("containers/auth.json"),
+        serde_json::json!({"auths": {reg.addr.clone(): {"auth": good}}}),
+    );
+    let out = s.out("runtime.ext4");
+    ok(&run(
+        &out,
+        &[],
+        &[("XDG_RUNTIME_DIR", runtime.to_str().unwrap())],
+        None,
+    ));
+    write_json(
+        &s.path("home/.config/containers/auth.json"),
+        serde_json::json!({"auths": {reg.addr.clone(): {"username": USER, "password": PASSWORD}}}),
+    );
+    let out = s.out("config-home.ext4");
+    ok(&run(&out, &[], &[], None));
+    check_image(&out, &want, NO_RW);
+
+    // A wrong password in a file: the error names the file, never the secret.
+    write_json(
+        &auth_file,
+        serde_json::json!({"auths": {reg.addr.clone(): {"auth": b64(&format!("{USER}:{wrong}"))}}}),
+    );
+    let out = s.out("wrong-file.ext4");
+    let o = run(
+        &out,
+        &[],
+        &[("REGISTRY_AUTH_FILE", auth_file.to_str().unwrap())],
+        None,
+    );
+    let err = failed(&o, 8, &["refused the credentials", "auth.json"], &out);
+    assert!(
+        !err.contains(wrong) && !err.contains(&b64(&format!("{USER}:{wrong}"))),
+        "{err}"
+    );
+}
+
+/// An image whose first layer is one large blob, pushed; returns (reference path, image).
+fn push_big(pusher: &Pusher, repo: &str) -> (PushImage, Tree) {
+    let (layers, want) = three_layers("big");
+    let image = oci_image(&layers);
+    pusher.push(repo, "v1", &image);
+    (image, want)
+}
+
+#[test]
+fn registry_stopped_mid_layer_leaves_nothing_behind() {
+    let Some(reg) = Registry::start("registry cut", Setup::default()) else {
+        return;
+    };
+    let pusher = Pusher::new(&reg.addr, None, false);
+    let (image, _) = push_big(&pusher, "cut/img");
+    let big = blob_digests(&image)[0].clone();
+    let proxy = Proxy::start(&reg.addr);
+    proxy.set_fault(Fault {
+        blob_hex: big[7..].to_string(),
+        after: 1 << 20,
+        times: 100,
+        stall: false,
+        status: None,
+        on_fault: Some(Box::new(reg.stopper())),
+    });
+    let s = Scratch::new();
+    let reference = format!("{}/cut/img:v1", proxy.addr);
+    let out = s.out("cut.ext4");
+    let started = Instant::now();
+    let o = s.pull(
+        &[
+            &reference,
+            "-o",
+            out.to_str().unwrap(),
+            "--cache-dir",
+            s.cache().to_str().unwrap(),
+            "--plain-http",
+            "--retries",
+            "2",
+        ],
+        &[],
+        None,
+    );
+    failed(&o, 8, &[&reference, "layer 1/3", &big[..19]], &out);
+    assert!(started.elapsed() < Duration::from_secs(30));
+    assert!(!has_blob(&s.cache(), &big), "the cut blob was kept");
+    assert_cache_sound(&s.cache());
+}
+
+#[test]
+fn a_cut_download_resumes() {
+    let Some(reg) = Registry::start("registry resume", Setup::default()) else {
+        return;
+    };
+    let pusher = Pusher::new(&reg.addr, None, false);
+    let (image, want) = push_big(&pusher, "resume/img");
+    let big = blob_digests(&image)[0].clone();
+    let proxy = Proxy::start(&reg.addr);
+    proxy.set_fault(Fault {
+        blob_hex: big[7..].to_string(),
+        after: 1 << 20,
+        times: 1,
+        stall: false,
+        status: None,
+        on_fault: None,
+    });
+    let s = Scratch::new();
+    let j = s.pull_ok(&format!("{}/resume/img:v1", proxy.addr), "r.ext4", &[]);
+    assert_eq!(
+        proxy.blob_gets(),
+        5,
+        "one more request for the rest of the cut blob"
+    );
+    assert_eq!(j["download"]["blobs"], 4);
+    check_image(&s.out("r.ext4"), &want, NO_RW);
+    assert!(has_blob(&s.cache(), &big));
+    assert_cache_sound(&s.cache());
+
+    // HTTP 503 and 429 are retried too; a 404 is not.
+    for (code, tries, ok_expected) in [(503, 2, true), (429, 1, true), (404, 1, false)] {
+        let s = Scratch::new();
+        let gets = proxy.blob_gets();
+        proxy.set_fault(Fault {
+            blob_hex: big[7..].to_string(),
+            after: 0,
+            times: tries,
+            stall: false,
+            status: Some(code),
+            on_fault: None,
+        });
+        let reference = format!("{}/resume/img:v1", proxy.addr);
+        if ok_expected {
+            s.pull_ok(&reference, "s.ext4", &[]);
+            assert_eq!(proxy.blob_gets() - gets, 4 + tries, "HTTP {code}");
+            assert!(has_blob(&s.cache(), &big));
+        } else {
+            let out = s.out("s.ext4");
+            let o = s.pull(
+                &[
+                    &reference,
+                    "-o",
+                    out.to_str().unwrap(),
+                    "--cache-dir",
+                    s.cache().to_str().unwrap(),
+                    "--plain-http",
+                ],
+                &[],
+                None,
+            );
+            failed(&o, 8, &[&reference, "layer 1/3", "404"], &out);
+            // Had the 404 been retried, the second request (passed on) would have succeeded.
+            assert!(proxy.blob_gets() - gets <= 4);
+        }
+        assert_cache_sound(&s.cache());
+    }
+}
+
+#[test]
+fn a_corrupt_blob_in_the_registry_is_refused() {
+    let Some(reg) = Registry::start("registry corrupt blob", Setup::default()) else {
+        return;
+    };
+    let pusher = Pusher::new(&reg.addr, None, false);
+    let (layers, _) = three_layers("corrupt");
+    let image = oci_image(&layers);
+    pusher.push("bad/img", "v1", &image);
+    for (i, d) in blob_digests(&image).iter().enumerate() {
+        // A cache of its own each time: the other layers of a failed pull are kept (they are
+        // sound), and would hide the next corruption.
+        let s = Scratch::new();
+        // Damage one byte of the stored blob, keeping its size.
+        let path = reg.blob_file(d);
+        let mut data = fs::read(&path).unwrap();
+        let mid = data.len() / 2;
+        data[mid] ^= 0x5a;
+        fs::write(&path, &data).unwrap();
+        let reference = format!("{}/bad/img:v1", reg.addr);
+        let out = s.out(&format!("bad{i}.ext4"));
+        let o = s.pull(
+            &[
+                &reference,
+                "-o",
+                out.to_str().unwrap(),
+                "--cache-dir",
+                s.cache().to_str().unwrap(),
+                "--plain-http",
+            ],
+            &[],
+            None,
+        );
+        let layer = format!("layer {}/3 ({})", i + 1, &d[..19]);
+        failed(&o, 4, &[&reference, &layer, "digest"], &out);
+        assert!(!has_blob(&s.cache(), d), "the corrupt blob was kept");
+        assert_cache_sound(&s.cache());
+        // Put it back for the next round.
+        data[mid] ^= 0x5a;
+        fs::write(&path, &data).unwrap();
+    }
+}
+
+#[test]
+fn unknown_tags_and_repositories_are_clear_errors() {
+    let Some(reg) = Registry::start("registry unknown tag", Setup::default()) else {
+        return;
+    };
+    let pusher = Pusher::new(&reg.addr, None, false);
+    let (layers, _) = three_layers("x");
+    pusher.push("known/img", "v1", &oci_image(&layers));
+    let s = Scratch::new();
+    let cases = [
+        (format!("{}/known/img:nope", reg.addr), "tag \"nope\""),
+        (format!("{}/unknown/img:v1", reg.addr), "unknown/img"),
+    ];
+    for (i, (reference, word)) in cases.iter().enumerate() {
+        let out = s.out(&format!("u{i}.ext4"));
+        let o = s.pull(
+            &[
+                reference,
+                "-o",
+                out.to_str().unwrap(),
+                "--cache-dir",
+                s.cache().to_str().unwrap(),
+                "--plain-http",
+            ],
+            &[],
+            None,
+        );
+        failed(&o, 8, &[reference, word], &out);
+    }
+    // A reference that is not one is an argument error.
+    let out = s.out("bad.ext4");
+    let o = s.pull(
+        &[
+            "Not/Valid",
+            "-o",
+            out.to_str().unwrap(),
+            "--cache-dir",
+            s.cache().to_str().unwrap(),
+        ],
+        &[],
+        None,
+    );
+    failed(&o, 2, &["invalid image reference"], &out);
+    assert_cache_sound(&s.cache());
+}
+
+#[test]
+fn a_stalled_download_times_out() {
+    let Some(reg) = Registry::start("registry stall", Setup::default()) else {
+        return;
+    };
+    let pusher = Pusher::new(&reg.addr, None, false);
+    let (image, _) = push_big(&pusher, "stall/img");
+    let big = blob_digests(&image)[0].clone();
+    let proxy = Proxy::start(&reg.addr);
+    proxy.set_fault(Fault {
+        blob_hex: big[7..].to_string(),
+        after: 100 << 10,
+        times: 100,
+        stall: true,
+        status: None,
+        on_fault: None,
+    });
+    let s = Scratch::new();
+    let reference = format!("{}/stall/img:v1", proxy.addr);
+    let out = s.out("stall.ext4");
+    let started = Instant::now();
+    let o = s.pull(
+        &[
+            &reference,
+            "-o",
+            out.to_str().unwrap(),
+            "--cache-dir",
+            s.cache().to_str().unwrap(),
+            "--plain-http",
+            "--layer-timeout",
+            "2",
+        ],
+        &[],
+        None,
+    );
+    failed(
+        &o,
+        8,
+        &[&reference, "layer 1/3", "timed out after 2 s"],
+        &out,
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(20),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_cache_sound(&s.cache());
+}
+
+#[test]
+fn tls_with_a_private_ca() {
+    let s = Scratch::new();
+    let Some(tls) = Tls::make(s.dir.path()) else {
+        common::skip("registry TLS", "openssl is not installed");
+        return;
+    };
+    let Some(reg) = Registry::start(
+        "registry TLS",
+        Setup {
+            htpasswd: true,
+            tls: Some(&tls),
+        },
+    ) else {
+        return;
+    };
+    let pusher = Pusher::new(&reg.addr, Some(&tls.ca), true);
+    let (layers, want) = three_layers("tls");
+    pusher.push("tls/img", "v1", &oci_image(&layers));
+    let reference = format!("{}/tls/img:v1", reg.addr);
+    let out = s.out("tls.ext4");
+    let cache = s.cache();
+    let stdin = format!("{PASSWORD}\n");
+    // Without the CA: a TLS error that says what to do.
+    let o = s.pull(
+        &[
+            &reference,
+            "-o",
+            out.to_str().unwrap(),
+            "--cache-dir",
+            cache.to_str().unwrap(),
+            "-u",
+            USER,
+            "--password-stdin",
+        ],
+        &[],
+        Some(&stdin),
+    );
+    failed(&o, 8, &[&reference, "--ca-cert"], &out);
+    let o = s.pull(
+        &[
+            &reference,
+            "-o",
+            out.to_str().unwrap(),
+            "--cache-dir",
+            cache.to_str().unwrap(),
+            "-u",
+            USER,
+            "--password-stdin",
+            "--ca-cert",
+            tls.ca.to_str().unwrap(),
+        ],
+        &[],
+        Some(&stdin),
+    );
+    ok(&o);
+    check_image(&out, &want, NO_RW);
+}
+
+#[test]
+fn concurrent_pulls_share_one_cache() {
+    let Some(reg) = Registry::start("registry concurrent", Setup::default()) else {
+        return;
+    };
+    let pusher = Pusher::new(&reg.addr, None, false);
+    let (image, want) = push_big(&pusher, "shared/img");
+    let s = Scratch::new();
+    let reference = format!("{}/shared/img:v1", reg.addr);
+    let cache = s.cache();
+    let children: Vec<_> = (0..3)
+        .map(|i| {
+            Command::new(common::bin())
+                .args(["pull", &reference, "-o"])
+                .arg(s.out(&format!("p{i}.ext4")))
+                .arg("--cache-dir")
+                .arg(&cache)
+                .args(["--plain-http", "-q"])
+                .env("HOME", s.path("home"))
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    for c in children {
+        ok(&c.wait_with_output().unwrap());
+    }
+    let first = file_digest(&s.out("p0.ext4"));
+    for i in 1..3 {
+        assert_eq!(first, file_digest(&s.out(&format!("p{i}.ext4"))));
+    }
+    check_image(&s.out("p0.ext4"), &want, NO_RW);
+    let index: serde_json::Value =
+        serde_json::from_slice(&fs::read(cache.join("index.json")).unwrap()).unwrap();
+    assert_eq!(index["manifests"].as_array().unwrap().len(), 1, "{index}");
+    for d in blob_digests(&image) {
+        assert!(has_blob(&cache, &d));
+    }
+    assert_cache_sound(&cache);
+}
+
+#[test]
+fn the_library_pulls_too() {
+    let Some(reg) = Registry::start("registry library", Setup::default()) else {
+        return;
+    };
+    let pusher = Pusher::new(&reg.addr, None, false);
+    let (layers, want) = three_layers("lib");
+    let image = oci_image(&layers);
+    let manifest = pusher.push("lib/img", "v1", &image);
+    let s = Scratch::new();
+    let out = s.out("lib.ext4");
+    let options = oci2ext4::registry::PullOptions {
+        cache_dir: Some(s.cache()),
+        transport: oci2ext4::registry::TransportOptions {
+            plain_http: true,
+            ..Default::default()
+        },
+        auth_env: Some(oci2ext4::registry::AuthEnv::default()),
+        ..Default::default()
+    };
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let summary = rt
+        .block_on(oci2ext4::registry::pull(
+            &format!("{}/lib/img:v1", reg.addr),
+            &out,
+            oci2ext4::BuildOptions::default(),
+            options.clone(),
+            None,
+        ))
+        .unwrap();
+    assert_eq!(summary.manifest_digest, manifest);
+    assert_eq!(summary.layers.len(), 3);
+    assert_eq!(summary.stats.blobs_downloaded, 4);
+    assert_eq!(summary.reference.repository(), "lib/img");
+    check_image(&out, &want, NO_RW);
+    // Offline through the library as well.
+    reg.stop();
+    let out2 = s.out("lib2.ext4");
+    let summary = rt
+        .block_on(oci2ext4::registry::pull(
+            &format!("{}/lib/img:v1", reg.addr),
+            &out2,
+            oci2ext4::BuildOptions::default(),
+            oci2ext4::registry::PullOptions {
+                offline: true,
+                ..options
+            },
+            None,
+        ))
+        .unwrap();
+    assert_eq!(summary.stats.blobs_downloaded, 0);
+    assert_eq!(file_digest(&out), file_digest(&out2));
+}
+
+#[test]
+fn a_damaged_cache_blob_is_removed_and_fetched_again() {
+    let Some(reg) = Registry::start("registry damaged cache", Setup::default()) else {
+        return;
+    };
+    let pusher = Pusher::new(&reg.addr, None, false);
+    let (layers, want) = three_layers("damaged");
+    let image = oci_image(&layers);
+    pusher.push("cache/img", "v1", &image);
+    let s = Scratch::new();
+    let reference = format!("{}/cache/img:v1", reg.addr);
+    s.pull_ok(&reference, "first.ext4", &[]);
+    let d = &blob_digests(&image)[1];
+    let cached = s.cache().join("blobs/sha256").join(&d[7..]);
+    let mut data = fs::read(&cached).unwrap();
+    let mid = data.len() / 2;
+    data[mid] ^= 1;
+    fs::write(&cached, &data).unwrap();
+    let out = s.out("second.ext4");
+    let o = s.pull(
+        &[
+            &reference,
+            "-o",
+            out.to_str().unwrap(),
+            "--cache-dir",
+            s.cache().to_str().unwrap(),
+            "--plain-http",
+        ],
+        &[],
+        None,
+    );
+    failed(
+        &o,
+        4,
+        &[&reference, "layer 2/3", "removed from the cache"],
+        &out,
+    );
+    assert!(!cached.exists(), "the damaged blob is still cached");
+    assert_cache_sound(&s.cache());
+    let j = s.pull_ok(&reference, "third.ext4", &[]);
+    assert_eq!(j["download"]["blobs"], 1, "{j}");
+    check_image(&s.out("third.ext4"), &want, NO_RW);
+}
+
+#[test]
+fn plain_http_by_registry_name_or_by_default_on_loopback() {
+    let Some(reg) = Registry::start("registry insecure", Setup::default()) else {
+        return;
+    };
+    let pusher = Pusher::new(&reg.addr, None, false);
+    let (layers, want) = three_layers("plain");
+    pusher.push("plain/img", "v1", &oci_image(&layers));
+    let s = Scratch::new();
+    let reference = format!("{}/plain/img:v1", reg.addr);
+    let cache = s.cache();
+    // Named as an insecure registry.
+    let out = s.out("named.ext4");
+    let o = s.pull(
+        &[
+            &reference,
+            "-o",
+            out.to_str().unwrap(),
+            "--cache-dir",
+            cache.to_str().unwrap(),
+            "--insecure-registry",
+            &reg.addr,
+            "-q",
+        ],
+        &[],
+        None,
+    );
+    ok(&o);
+    check_image(&out, &want, NO_RW);
+    // No flag at all: a registry on 127.0.0.1 that does not speak TLS is reached over HTTP.
+    let out = s.out("default.ext4");
+    let o = s.pull(
+        &[
+            &reference,
+            "-o",
+            out.to_str().unwrap(),
+            "--cache-dir",
+            cache.to_str().unwrap(),
+            "-q",
+        ],
+        &[],
+        None,
+    );
+    ok(&o);
+    assert_eq!(file_digest(&out), file_digest(&s.out("named.ext4")));
+}
+
+/// Whether skopeo is installed.
+fn have_skopeo() -> bool {
+    Command::new("skopeo")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success())
+}
+
+#[test]
+fn images_pushed_by_skopeo_equal_local_builds() {
+    if !have_skopeo() {
+        common::skip("registry skopeo", "skopeo is not installed");
+        return;
+    }
+    let Some(reg) = Registry::start("registry skopeo", Setup::default()) else {
+        return;
+    };
+    let s = Scratch::new();
+    // The bundled example (gzip, zstd and uncompressed layers) and a two-platform index.
+    let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/example-oci");
+    let multi = s.path("multi");
+    let (l_amd, _) = three_layers("skopeo amd64");
+    let (l_arm, want_arm) = three_layers("skopeo arm64");
+    let amd = common::oci::ImageSpec::new(vec![
+        (gzip(&l_amd[0].0), TGZ, l_amd[0].0.clone()),
+        (zstd(&l_amd[1].0), TZST, l_amd[1].0.clone()),
+        (l_amd[2].0.clone(), TAR, l_amd[2].0.clone()),
+    ]);
+    let mut arm = common::oci::ImageSpec::new(vec![
+        (gzip(&l_arm[0].0), TGZ, l_arm[0].0.clone()),
+        (gzip(&l_arm[1].0), TGZ, l_arm[1].0.clone()),
+        (gzip(&l_arm[2].0), TGZ, l_arm[2].0.clone()),
+    ]);
+    arm.arch = "arm64".into();
+    arm.variant = Some("v8".into());
+    fs::create_dir_all(&multi).unwrap();
+    common::oci::write_multiplatform(&multi, "v1", &[&amd, &arm]);
+    let copy = |src: String, dest: String, all: bool| {
+        let mut cmd = Command::new("skopeo");
+        cmd.args([
+            "--insecure-policy",
+            "copy",
+            "--quiet",
+            "--dest-tls-verify=false",
+        ]);
+        if all {
+            cmd.arg("--all");
+        }
+        let o = cmd.arg(&src).arg(&dest).output().unwrap();
+        assert!(
+            o.status.success(),
+            "skopeo copy {src} {dest}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+    };
+    copy(
+        format!("oci:{}:latest", fixture.display()),
+        format!("docker://{}/example/app:latest", reg.addr),
+        false,
+    );
+    copy(
+        format!("oci:{}:v1", multi.display()),
+        format!("docker://{}/example/multi:v1", reg.addr),
+        true,
+    );
+
+    let build = |source: String, out: &Path, extra: &[&str]| {
+        let started = Instant::now();
+        let o = Command::new(common::bin())
+            .arg("build")
+            .arg(&source)
+            .arg("-o")
+            .arg(out)
+            .arg("-q")
+            .args(extra)
+            .output()
+            .unwrap();
+        ok(&o);
+        started.elapsed()
+    };
+    let cases = [
+        (
+            format!("{}", fixture.display()),
+            "example/app:latest",
+            "linux/amd64",
+        ),
+        (
+            format!("{}:v1", multi.display()),
+            "example/multi:v1",
+            "linux/amd64",
+        ),
+        (
+            format!("{}:v1", multi.display()),
+            "example/multi:v1",
+            "linux/arm64",
+        ),
+    ];
+    for (i, (layout, repo, platform)) in cases.iter().enumerate() {
+        let local = s.out(&format!("local{i}.ext4"));
+        let local_time = build(layout.clone(), &local, &["--platform", platform]);
+        let reference = format!("{}/{repo}", reg.addr);
+        let started = Instant::now();
+        s.pull_ok(
+            &reference,
+            &format!("cold{i}.ext4"),
+            &["--platform", platform],
+        );
+        let cold = started.elapsed();
+        let started = Instant::now();
+        let warm = s.pull_ok(
+            &reference,
+            &format!("warm{i}.ext4"),
+            &["--platform", platform],
+        );
+        let warm_time = started.elapsed();
+        assert_eq!(warm["download"]["blobs"], 0);
+        eprintln!(
+            "{repo} {platform}: build {:.3} s, cold pull {:.3} s, warm pull {:.3} s",
+            local_time.as_secs_f64(),
+            cold.as_secs_f64(),
+            warm_time.as_secs_f64()
+        );
+        let want = file_digest(&local);
+        assert_eq!(
+            file_digest(&s.out(&format!("cold{i}.ext4"))),
+            want,
+            "{repo} {platform}"
+        );
+        assert_eq!(
+            file_digest(&s.out(&format!("warm{i}.ext4"))),
+            want,
+            "{repo} {platform}"
+        );
+        common::e2fsck(&local);
+    }
+    check_image(&s.out("warm2.ext4"), &want_arm, NO_RW);
+}
