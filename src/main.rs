@@ -71,12 +71,7 @@ fn build(args: BuildArgs) -> Result<(), Failure> {
             (Vec::new(), None)
         }
     };
-    let warnings = builder.warnings().to_vec();
-    if !args.image.quiet {
-        for w in &warnings {
-            eprintln!("oci2ext4: warning: {w}");
-        }
-    }
+    let warnings = print_warnings(&args.image, &builder);
     let summary = builder.finish()?;
     let seconds = started.elapsed().as_secs_f64();
     report(
@@ -138,12 +133,7 @@ fn pull(args: cli::PullArgs) -> Result<(), Failure> {
     let reports = apply_layers(&mut builder, image.take_layers(), &mut bars);
     bars.clear();
     let reports = reports.map_err(|e| image.explain(e))?;
-    let warnings = builder.warnings().to_vec();
-    if !args.image.quiet {
-        for w in &warnings {
-            eprintln!("oci2ext4: warning: {w}");
-        }
-    }
+    let warnings = print_warnings(&args.image, &builder);
     let reference = image.reference.to_string();
     let manifest_digest = image.manifest_digest.clone();
     let index_digest = image.index_digest.clone();
@@ -168,6 +158,17 @@ fn pull(args: cli::PullArgs) -> Result<(), Failure> {
         seconds,
     );
     Ok(())
+}
+
+/// The builder's warnings, printed unless `--quiet`.
+fn print_warnings(args: &cli::ImageArgs, builder: &ImageBuilder) -> Vec<String> {
+    let warnings = builder.warnings().to_vec();
+    if !args.quiet {
+        for w in &warnings {
+            eprintln!("oci2ext4: warning: {w}");
+        }
+    }
+    warnings
 }
 
 fn report(
