@@ -53,11 +53,24 @@ impl Scratch {
         self.path("out").join(name)
     }
 
-    /// `oci2ext4 pull` with a clean environment (no credentials of the machine's), `env` added.
-    fn pull(&self, args: &[&str], env: &[(&str, &str)], stdin: Option<&str>) -> Output {
+    /// `oci2ext4 pull REFERENCE -o OUT --cache-dir CACHE EXTRA...` with a clean environment (no
+    /// credentials of the machine's), `env` added and `stdin` as its input.
+    fn pull_env(
+        &self,
+        reference: &str,
+        out: &Path,
+        extra: &[&str],
+        env: &[(&str, &str)],
+        stdin: Option<&str>,
+    ) -> Output {
         let mut cmd = Command::new(common::bin());
         cmd.arg("pull")
-            .args(args)
+            .arg(reference)
+            .arg("-o")
+            .arg(out)
+            .arg("--cache-dir")
+            .arg(self.cache())
+            .args(extra)
             .env("HOME", self.path("home"))
             .env_remove("DOCKER_CONFIG")
             .env_remove("REGISTRY_AUTH_FILE")
@@ -87,21 +100,19 @@ impl Scratch {
         child.wait_with_output().unwrap()
     }
 
+    /// `pull_env` with nothing added to the environment and no input.
+    fn pull(&self, reference: &str, out: &Path, extra: &[&str]) -> Output {
+        self.pull_env(reference, out, extra, &[], None)
+    }
+
+    /// `pull` over plain HTTP.
+    fn pull_http(&self, reference: &str, out: &Path, extra: &[&str]) -> Output {
+        self.pull(reference, out, &[&["--plain-http"], extra].concat())
+    }
+
     /// Pulls `reference` into `out` through the cache, over plain HTTP; returns the JSON summary.
     fn pull_ok(&self, reference: &str, out: &str, extra: &[&str]) -> serde_json::Value {
-        let out = self.out(out);
-        let cache = self.cache();
-        let mut args = vec![
-            reference,
-            "-o",
-            out.to_str().unwrap(),
-            "--cache-dir",
-            cache.to_str().unwrap(),
-            "--plain-http",
-            "--json",
-        ];
-        args.extend_from_slice(extra);
-        let o = self.pull(&args, &[], None);
+        let o = self.pull_http(reference, &self.out(out), &[&["--json"], extra].concat());
         ok(&o);
         serde_json::from_slice(&o.stdout).unwrap()
     }
@@ -229,19 +240,60 @@ fn oci_image(layers: &[Layer]) -> PushImage {
 }
 
 fn blob_digests(image: &PushImage) -> Vec<String> {
-    image.layers.iter().map(|(b, _, _)| digest(b)).collect()
+    image
+        .spec
+        .layers
+        .iter()
+        .map(|(b, _, _)| digest(b))
+        .collect()
+}
+
+/// A registry started for a test, holding `three_layers(content)` as `repo:v1`.
+struct Pushed {
+    reg: Registry,
+    image: PushImage,
+    want: Tree,
+    /// The manifest's digest.
+    manifest: String,
+}
+
+impl Pushed {
+    /// A registry as [`Setup::default`] starts it; `None` (the test is skipped) when there is
+    /// none to start.
+    fn start(what: &str, repo: &str, content: &str) -> Option<Pushed> {
+        Pushed::start_with(what, Setup::default(), repo, content)
+    }
+
+    /// A registry set up as `setup` asks, pushed to with the credentials and CA it calls for.
+    fn start_with(what: &str, setup: Setup, repo: &str, content: &str) -> Option<Pushed> {
+        let ca = setup.tls.map(|tls| tls.ca.clone());
+        let basic = setup.htpasswd;
+        let reg = Registry::start(what, setup)?;
+        let pusher = Pusher::new(&reg.addr, ca.as_deref(), basic);
+        let (layers, want) = three_layers(content);
+        let image = oci_image(&layers);
+        let manifest = pusher.push(repo, "v1", &image);
+        Some(Pushed {
+            reg,
+            image,
+            want,
+            manifest,
+        })
+    }
 }
 
 #[test]
 fn pulls_every_compression_caches_blobs_and_builds_offline() {
-    let Some(reg) = Registry::start("registry pull", Setup::default()) else {
+    let Some(Pushed {
+        reg,
+        image,
+        want,
+        manifest,
+    }) = Pushed::start("registry pull", "test/img", "one")
+    else {
         return;
     };
     let proxy = Proxy::start(&reg.addr);
-    let pusher = Pusher::new(&reg.addr, None, false);
-    let (layers, want) = three_layers("one");
-    let image = oci_image(&layers);
-    let manifest = pusher.push("test/img", "v1", &image);
     let s = Scratch::new();
     let reference = format!("{}/test/img:v1", proxy.addr);
 
@@ -310,53 +362,16 @@ fn pulls_every_compression_caches_blobs_and_builds_offline() {
         (by_digest.as_str(), "d.ext4"),
     ] {
         let out = s.out(name);
-        let o = s.pull(
-            &[
-                r,
-                "-o",
-                out.to_str().unwrap(),
-                "--cache-dir",
-                cache.to_str().unwrap(),
-                "--offline",
-                "-q",
-            ],
-            &[],
-            None,
-        );
-        ok(&o);
+        ok(&s.pull(r, &out, &["--offline", "-q"]));
         assert_eq!(a, file_digest(&out), "offline pull of {r} differs");
     }
     // Offline, what was never pulled is a clear error.
     let out = s.out("e.ext4");
     let missing = reference.replace(":v1", ":v2");
-    let o = s.pull(
-        &[
-            &missing,
-            "-o",
-            out.to_str().unwrap(),
-            "--cache-dir",
-            cache.to_str().unwrap(),
-            "--offline",
-        ],
-        &[],
-        None,
-    );
+    let o = s.pull(&missing, &out, &["--offline"]);
     failed(&o, 2, &[&missing, "not in the cache"], &out);
     // Online, the registry being gone is a registry error naming it.
-    let o = s.pull(
-        &[
-            &reference,
-            "-o",
-            out.to_str().unwrap(),
-            "--cache-dir",
-            cache.to_str().unwrap(),
-            "--plain-http",
-            "--retries",
-            "0",
-        ],
-        &[],
-        None,
-    );
+    let o = s.pull_http(&reference, &out, &["--retries", "0"]);
     failed(&o, 8, &[&reference, "cannot reach"], &out);
 }
 
@@ -376,11 +391,11 @@ fn docker_media_types_and_platforms() {
     ]);
     amd.docker = true;
     let mut arm64 = oci_image(&l_arm64);
-    arm64.arch = "arm64".into();
-    arm64.variant = Some("v8".into());
+    arm64.spec.arch = "arm64".into();
+    arm64.spec.variant = Some("v8".into());
     let mut arm = oci_image(&l_arm);
-    arm.arch = "arm".into();
-    arm.variant = Some("v7".into());
+    arm.spec.arch = "arm".into();
+    arm.spec.variant = Some("v7".into());
     let (list, manifests) = pusher.push_index("multi/app", "list", &[&amd, &arm64, &arm], true);
     let (index, _) = pusher.push_index("multi/app", "index", &[&amd, &arm64, &arm], false);
     let docker_only = pusher.push("multi/app", "docker", &amd);
@@ -425,19 +440,10 @@ fn docker_media_types_and_platforms() {
 
     // No match: the error lists what the index offers.
     let out = s.out("none.ext4");
-    let o = s.pull(
-        &[
-            &format!("{base}:index"),
-            "-o",
-            out.to_str().unwrap(),
-            "--cache-dir",
-            s.cache().to_str().unwrap(),
-            "--plain-http",
-            "--platform",
-            "linux/s390x",
-        ],
-        &[],
-        None,
+    let o = s.pull_http(
+        &format!("{base}:index"),
+        &out,
+        &["--platform", "linux/s390x"],
     );
     failed(
         &o,
@@ -460,33 +466,27 @@ fn write_json(path: &Path, value: serde_json::Value) {
 
 #[test]
 fn basic_auth_from_every_credential_source() {
-    let Some(reg) = Registry::start(
-        "registry auth",
-        Setup {
-            htpasswd: true,
-            tls: None,
-        },
-    ) else {
+    let htpasswd = Setup {
+        htpasswd: true,
+        tls: None,
+    };
+    let Some(Pushed { reg, want, .. }) =
+        Pushed::start_with("registry auth", htpasswd, "private/img", "secret")
+    else {
         return;
     };
-    let pusher = Pusher::new(&reg.addr, None, true);
-    let (layers, want) = three_layers("secret");
-    pusher.push("private/img", "v1", &oci_image(&layers));
     let s = Scratch::new();
     let reference = format!("{}/private/img:v1", reg.addr);
     let cache = s.cache();
     let run = |out: &Path, extra: &[&str], env: &[(&str, &str)], stdin: Option<&str>| {
-        let mut args = vec![
-            reference.as_str(),
-            "-o",
-            out.to_str().unwrap(),
-            "--cache-dir",
-            cache.to_str().unwrap(),
-            "--plain-http",
-            "-q",
-        ];
-        args.extend_from_slice(extra);
-        s.pull(&args, env, stdin)
+        let args = [&["--plain-http", "-q"], extra].concat();
+        s.pull_env(&reference, out, &args, env, stdin)
+    };
+    // Pulls into `name` with `env` added; the credentials found through it must be accepted.
+    let logged_in = |name: &str, env: &[(&str, &str)]| -> PathBuf {
+        let out = s.out(name);
+        ok(&run(&out, &[], env, None));
+        out
     };
 
     // Anonymous: refused, saying how to log in.
@@ -526,13 +526,10 @@ fn basic_auth_from_every_credential_source() {
         &docker_dir.join("config.json"),
         serde_json::json!({"auths": {format!("http://{}", reg.addr): {"auth": good}}}),
     );
-    let out = s.out("docker-config.ext4");
-    ok(&run(
-        &out,
-        &[],
+    logged_in(
+        "docker-config.ext4",
         &[("DOCKER_CONFIG", docker_dir.to_str().unwrap())],
-        None,
-    ));
+    );
 
     // ~/.docker/config.json with a credential store (a docker-credential-* program on PATH).
     let bin = s.path("bin");
@@ -557,15 +554,13 @@ fn basic_auth_from_every_credential_source() {
         bin.display(),
         std::env::var("PATH").unwrap_or_default()
     );
-    let out = s.out("helper.ext4");
-    ok(&run(&out, &[], &[("PATH", &path)], None));
+    logged_in("helper.ext4", &[("PATH", &path)]);
     // The same helper named for this registry in credHelpers.
     write_json(
         &s.path("home/.docker/config.json"),
         serde_json::json!({"credHelpers": {reg.addr.clone(): "oci2ext4test"}}),
     );
-    let out = s.out("cred-helpers.ext4");
-    ok(&run(&out, &[], &[("PATH", &path)], None));
+    logged_in("cred-helpers.ext4", &[("PATH", &path)]);
     fs::remove_file(s.path("home/.docker/config.json")).unwrap();
 
     // $REGISTRY_AUTH_FILE, then $XDG_RUNTIME_DIR/containers/auth.json, then
@@ -575,31 +570,24 @@ fn basic_auth_from_every_credential_source() {
         &auth_file,
         serde_json::json!({"auths": {reg.addr.clone(): {"auth": good}}}),
     );
-    let out = s.out("auth-file.ext4");
-    ok(&run(
-        &out,
-        &[],
+    logged_in(
+        "auth-file.ext4",
         &[("REGISTRY_AUTH_FILE", auth_file.to_str().unwrap())],
-        None,
-    ));
+    );
     let runtime = s.path("run");
     write_json(
         &runtime.join("containers/auth.json"),
         serde_json::json!({"auths": {reg.addr.clone(): {"auth": good}}}),
     );
-    let out = s.out("runtime.ext4");
-    ok(&run(
-        &out,
-        &[],
+    logged_in(
+        "runtime.ext4",
         &[("XDG_RUNTIME_DIR", runtime.to_str().unwrap())],
-        None,
-    ));
+    );
     write_json(
         &s.path("home/.config/containers/auth.json"),
         serde_json::json!({"auths": {reg.addr.clone(): {"username": USER, "password": PASSWORD}}}),
     );
-    let out = s.out("config-home.ext4");
-    ok(&run(&out, &[], &[], None));
+    let out = logged_in("config-home.ext4", &[]);
     check_image(&out, &want, NO_RW);
 
     // A wrong password in a file: the error names the file, never the secret.
@@ -621,49 +609,19 @@ fn basic_auth_from_every_credential_source() {
     );
 }
 
-/// An image whose first layer is one large blob, pushed; returns (reference path, image).
-fn push_big(pusher: &Pusher, repo: &str) -> (PushImage, Tree) {
-    let (layers, want) = three_layers("big");
-    let image = oci_image(&layers);
-    pusher.push(repo, "v1", &image);
-    (image, want)
-}
-
 #[test]
 fn registry_stopped_mid_layer_leaves_nothing_behind() {
-    let Some(reg) = Registry::start("registry cut", Setup::default()) else {
+    let Some(Pushed { reg, image, .. }) = Pushed::start("registry cut", "cut/img", "big") else {
         return;
     };
-    let pusher = Pusher::new(&reg.addr, None, false);
-    let (image, _) = push_big(&pusher, "cut/img");
     let big = blob_digests(&image)[0].clone();
     let proxy = Proxy::start(&reg.addr);
-    proxy.set_fault(Fault {
-        blob_hex: big[7..].to_string(),
-        after: 1 << 20,
-        times: 100,
-        stall: false,
-        status: None,
-        on_fault: Some(Box::new(reg.stopper())),
-    });
+    proxy.set_fault(Fault::cut(&big, 1 << 20, 100).then(reg.stopper()));
     let s = Scratch::new();
     let reference = format!("{}/cut/img:v1", proxy.addr);
     let out = s.out("cut.ext4");
     let started = Instant::now();
-    let o = s.pull(
-        &[
-            &reference,
-            "-o",
-            out.to_str().unwrap(),
-            "--cache-dir",
-            s.cache().to_str().unwrap(),
-            "--plain-http",
-            "--retries",
-            "2",
-        ],
-        &[],
-        None,
-    );
+    let o = s.pull_http(&reference, &out, &["--retries", "2"]);
     failed(&o, 8, &[&reference, "layer 1/3", &big[..19]], &out);
     assert!(started.elapsed() < Duration::from_secs(30));
     assert!(!has_blob(&s.cache(), &big), "the cut blob was kept");
@@ -672,21 +630,15 @@ fn registry_stopped_mid_layer_leaves_nothing_behind() {
 
 #[test]
 fn a_cut_download_resumes() {
-    let Some(reg) = Registry::start("registry resume", Setup::default()) else {
+    let Some(Pushed {
+        reg, image, want, ..
+    }) = Pushed::start("registry resume", "resume/img", "big")
+    else {
         return;
     };
-    let pusher = Pusher::new(&reg.addr, None, false);
-    let (image, want) = push_big(&pusher, "resume/img");
     let big = blob_digests(&image)[0].clone();
     let proxy = Proxy::start(&reg.addr);
-    proxy.set_fault(Fault {
-        blob_hex: big[7..].to_string(),
-        after: 1 << 20,
-        times: 1,
-        stall: false,
-        status: None,
-        on_fault: None,
-    });
+    proxy.set_fault(Fault::cut(&big, 1 << 20, 1));
     let s = Scratch::new();
     let j = s.pull_ok(&format!("{}/resume/img:v1", proxy.addr), "r.ext4", &[]);
     assert_eq!(
@@ -703,14 +655,7 @@ fn a_cut_download_resumes() {
     for (code, tries, ok_expected) in [(503, 2, true), (429, 1, true), (404, 1, false)] {
         let s = Scratch::new();
         let gets = proxy.blob_gets();
-        proxy.set_fault(Fault {
-            blob_hex: big[7..].to_string(),
-            after: 0,
-            times: tries,
-            stall: false,
-            status: Some(code),
-            on_fault: None,
-        });
+        proxy.set_fault(Fault::status(&big, code, tries));
         let reference = format!("{}/resume/img:v1", proxy.addr);
         if ok_expected {
             s.pull_ok(&reference, "s.ext4", &[]);
@@ -718,18 +663,7 @@ fn a_cut_download_resumes() {
             assert!(has_blob(&s.cache(), &big));
         } else {
             let out = s.out("s.ext4");
-            let o = s.pull(
-                &[
-                    &reference,
-                    "-o",
-                    out.to_str().unwrap(),
-                    "--cache-dir",
-                    s.cache().to_str().unwrap(),
-                    "--plain-http",
-                ],
-                &[],
-                None,
-            );
+            let o = s.pull_http(&reference, &out, &[]);
             failed(&o, 8, &[&reference, "layer 1/3", "404"], &out);
             // Had the 404 been retried, the second request (passed on) would have succeeded.
             assert!(proxy.blob_gets() - gets <= 4);
@@ -740,13 +674,11 @@ fn a_cut_download_resumes() {
 
 #[test]
 fn a_corrupt_blob_in_the_registry_is_refused() {
-    let Some(reg) = Registry::start("registry corrupt blob", Setup::default()) else {
+    let Some(Pushed { reg, image, .. }) =
+        Pushed::start("registry corrupt blob", "bad/img", "corrupt")
+    else {
         return;
     };
-    let pusher = Pusher::new(&reg.addr, None, false);
-    let (layers, _) = three_layers("corrupt");
-    let image = oci_image(&layers);
-    pusher.push("bad/img", "v1", &image);
     for (i, d) in blob_digests(&image).iter().enumerate() {
         // A cache of its own each time: the other layers of a failed pull are kept (they are
         // sound), and would hide the next corruption.
@@ -759,18 +691,7 @@ fn a_corrupt_blob_in_the_registry_is_refused() {
         fs::write(&path, &data).unwrap();
         let reference = format!("{}/bad/img:v1", reg.addr);
         let out = s.out(&format!("bad{i}.ext4"));
-        let o = s.pull(
-            &[
-                &reference,
-                "-o",
-                out.to_str().unwrap(),
-                "--cache-dir",
-                s.cache().to_str().unwrap(),
-                "--plain-http",
-            ],
-            &[],
-            None,
-        );
+        let o = s.pull_http(&reference, &out, &[]);
         let layer = format!("layer {}/3 ({})", i + 1, &d[..19]);
         failed(&o, 4, &[&reference, &layer, "digest"], &out);
         assert!(!has_blob(&s.cache(), d), "the corrupt blob was kept");
@@ -783,12 +704,9 @@ fn a_corrupt_blob_in_the_registry_is_refused() {
 
 #[test]
 fn unknown_tags_and_repositories_are_clear_errors() {
-    let Some(reg) = Registry::start("registry unknown tag", Setup::default()) else {
+    let Some(Pushed { reg, .. }) = Pushed::start("registry unknown tag", "known/img", "x") else {
         return;
     };
-    let pusher = Pusher::new(&reg.addr, None, false);
-    let (layers, _) = three_layers("x");
-    pusher.push("known/img", "v1", &oci_image(&layers));
     let s = Scratch::new();
     let cases = [
         (format!("{}/known/img:nope", reg.addr), "tag \"nope\""),
@@ -796,72 +714,30 @@ fn unknown_tags_and_repositories_are_clear_errors() {
     ];
     for (i, (reference, word)) in cases.iter().enumerate() {
         let out = s.out(&format!("u{i}.ext4"));
-        let o = s.pull(
-            &[
-                reference,
-                "-o",
-                out.to_str().unwrap(),
-                "--cache-dir",
-                s.cache().to_str().unwrap(),
-                "--plain-http",
-            ],
-            &[],
-            None,
-        );
+        let o = s.pull_http(reference, &out, &[]);
         failed(&o, 8, &[reference, word], &out);
     }
     // A reference that is not one is an argument error.
     let out = s.out("bad.ext4");
-    let o = s.pull(
-        &[
-            "Not/Valid",
-            "-o",
-            out.to_str().unwrap(),
-            "--cache-dir",
-            s.cache().to_str().unwrap(),
-        ],
-        &[],
-        None,
-    );
+    let o = s.pull("Not/Valid", &out, &[]);
     failed(&o, 2, &["invalid image reference"], &out);
     assert_cache_sound(&s.cache());
 }
 
 #[test]
 fn a_stalled_download_times_out() {
-    let Some(reg) = Registry::start("registry stall", Setup::default()) else {
+    let Some(Pushed { reg, image, .. }) = Pushed::start("registry stall", "stall/img", "big")
+    else {
         return;
     };
-    let pusher = Pusher::new(&reg.addr, None, false);
-    let (image, _) = push_big(&pusher, "stall/img");
     let big = blob_digests(&image)[0].clone();
     let proxy = Proxy::start(&reg.addr);
-    proxy.set_fault(Fault {
-        blob_hex: big[7..].to_string(),
-        after: 100 << 10,
-        times: 100,
-        stall: true,
-        status: None,
-        on_fault: None,
-    });
+    proxy.set_fault(Fault::stall(&big, 100 << 10, 100));
     let s = Scratch::new();
     let reference = format!("{}/stall/img:v1", proxy.addr);
     let out = s.out("stall.ext4");
     let started = Instant::now();
-    let o = s.pull(
-        &[
-            &reference,
-            "-o",
-            out.to_str().unwrap(),
-            "--cache-dir",
-            s.cache().to_str().unwrap(),
-            "--plain-http",
-            "--layer-timeout",
-            "2",
-        ],
-        &[],
-        None,
-    );
+    let o = s.pull_http(&reference, &out, &["--layer-timeout", "2"]);
     failed(
         &o,
         8,
@@ -883,65 +759,36 @@ fn tls_with_a_private_ca() {
         common::skip("registry TLS", "openssl is not installed");
         return;
     };
-    let Some(reg) = Registry::start(
-        "registry TLS",
-        Setup {
-            htpasswd: true,
-            tls: Some(&tls),
-        },
-    ) else {
+    let setup = Setup {
+        htpasswd: true,
+        tls: Some(&tls),
+    };
+    let Some(Pushed { reg, want, .. }) =
+        Pushed::start_with("registry TLS", setup, "tls/img", "tls")
+    else {
         return;
     };
-    let pusher = Pusher::new(&reg.addr, Some(&tls.ca), true);
-    let (layers, want) = three_layers("tls");
-    pusher.push("tls/img", "v1", &oci_image(&layers));
     let reference = format!("{}/tls/img:v1", reg.addr);
     let out = s.out("tls.ext4");
-    let cache = s.cache();
     let stdin = format!("{PASSWORD}\n");
+    let login = ["-u", USER, "--password-stdin"];
     // Without the CA: a TLS error that says what to do.
-    let o = s.pull(
-        &[
-            &reference,
-            "-o",
-            out.to_str().unwrap(),
-            "--cache-dir",
-            cache.to_str().unwrap(),
-            "-u",
-            USER,
-            "--password-stdin",
-        ],
-        &[],
-        Some(&stdin),
-    );
+    let o = s.pull_env(&reference, &out, &login, &[], Some(&stdin));
     failed(&o, 8, &[&reference, "--ca-cert"], &out);
-    let o = s.pull(
-        &[
-            &reference,
-            "-o",
-            out.to_str().unwrap(),
-            "--cache-dir",
-            cache.to_str().unwrap(),
-            "-u",
-            USER,
-            "--password-stdin",
-            "--ca-cert",
-            tls.ca.to_str().unwrap(),
-        ],
-        &[],
-        Some(&stdin),
-    );
+    let with_ca = [&login[..], &["--ca-cert", tls.ca.to_str().unwrap()]].concat();
+    let o = s.pull_env(&reference, &out, &with_ca, &[], Some(&stdin));
     ok(&o);
     check_image(&out, &want, NO_RW);
 }
 
 #[test]
 fn concurrent_pulls_share_one_cache() {
-    let Some(reg) = Registry::start("registry concurrent", Setup::default()) else {
+    let Some(Pushed {
+        reg, image, want, ..
+    }) = Pushed::start("registry concurrent", "shared/img", "big")
+    else {
         return;
     };
-    let pusher = Pusher::new(&reg.addr, None, false);
-    let (image, want) = push_big(&pusher, "shared/img");
     let s = Scratch::new();
     let reference = format!("{}/shared/img:v1", reg.addr);
     let cache = s.cache();
@@ -979,13 +826,15 @@ fn concurrent_pulls_share_one_cache() {
 
 #[test]
 fn the_library_pulls_too() {
-    let Some(reg) = Registry::start("registry library", Setup::default()) else {
+    let Some(Pushed {
+        reg,
+        want,
+        manifest,
+        ..
+    }) = Pushed::start("registry library", "lib/img", "lib")
+    else {
         return;
     };
-    let pusher = Pusher::new(&reg.addr, None, false);
-    let (layers, want) = three_layers("lib");
-    let image = oci_image(&layers);
-    let manifest = pusher.push("lib/img", "v1", &image);
     let s = Scratch::new();
     let out = s.out("lib.ext4");
     let options = oci2ext4::registry::PullOptions {
@@ -1033,13 +882,12 @@ fn the_library_pulls_too() {
 
 #[test]
 fn a_damaged_cache_blob_is_removed_and_fetched_again() {
-    let Some(reg) = Registry::start("registry damaged cache", Setup::default()) else {
+    let Some(Pushed {
+        reg, image, want, ..
+    }) = Pushed::start("registry damaged cache", "cache/img", "damaged")
+    else {
         return;
     };
-    let pusher = Pusher::new(&reg.addr, None, false);
-    let (layers, want) = three_layers("damaged");
-    let image = oci_image(&layers);
-    pusher.push("cache/img", "v1", &image);
     let s = Scratch::new();
     let reference = format!("{}/cache/img:v1", reg.addr);
     s.pull_ok(&reference, "first.ext4", &[]);
@@ -1050,18 +898,7 @@ fn a_damaged_cache_blob_is_removed_and_fetched_again() {
     data[mid] ^= 1;
     fs::write(&cached, &data).unwrap();
     let out = s.out("second.ext4");
-    let o = s.pull(
-        &[
-            &reference,
-            "-o",
-            out.to_str().unwrap(),
-            "--cache-dir",
-            s.cache().to_str().unwrap(),
-            "--plain-http",
-        ],
-        &[],
-        None,
-    );
+    let o = s.pull_http(&reference, &out, &[]);
     failed(
         &o,
         4,
@@ -1077,47 +914,20 @@ fn a_damaged_cache_blob_is_removed_and_fetched_again() {
 
 #[test]
 fn plain_http_by_registry_name_or_by_default_on_loopback() {
-    let Some(reg) = Registry::start("registry insecure", Setup::default()) else {
+    let Some(Pushed { reg, want, .. }) = Pushed::start("registry insecure", "plain/img", "plain")
+    else {
         return;
     };
-    let pusher = Pusher::new(&reg.addr, None, false);
-    let (layers, want) = three_layers("plain");
-    pusher.push("plain/img", "v1", &oci_image(&layers));
     let s = Scratch::new();
     let reference = format!("{}/plain/img:v1", reg.addr);
-    let cache = s.cache();
     // Named as an insecure registry.
     let out = s.out("named.ext4");
-    let o = s.pull(
-        &[
-            &reference,
-            "-o",
-            out.to_str().unwrap(),
-            "--cache-dir",
-            cache.to_str().unwrap(),
-            "--insecure-registry",
-            &reg.addr,
-            "-q",
-        ],
-        &[],
-        None,
-    );
+    let o = s.pull(&reference, &out, &["--insecure-registry", &reg.addr, "-q"]);
     ok(&o);
     check_image(&out, &want, NO_RW);
     // No flag at all: a registry on 127.0.0.1 that does not speak TLS is reached over HTTP.
     let out = s.out("default.ext4");
-    let o = s.pull(
-        &[
-            &reference,
-            "-o",
-            out.to_str().unwrap(),
-            "--cache-dir",
-            cache.to_str().unwrap(),
-            "-q",
-        ],
-        &[],
-        None,
-    );
+    let o = s.pull(&reference, &out, &["-q"]);
     ok(&o);
     assert_eq!(file_digest(&out), file_digest(&s.out("named.ext4")));
 }
@@ -1145,11 +955,7 @@ fn images_pushed_by_skopeo_equal_local_builds() {
     let multi = s.path("multi");
     let (l_amd, _) = three_layers("skopeo amd64");
     let (l_arm, want_arm) = three_layers("skopeo arm64");
-    let amd = common::oci::ImageSpec::new(vec![
-        (gzip(&l_amd[0].0), TGZ, l_amd[0].0.clone()),
-        (zstd(&l_amd[1].0), TZST, l_amd[1].0.clone()),
-        (l_amd[2].0.clone(), TAR, l_amd[2].0.clone()),
-    ]);
+    let amd = oci_image(&l_amd).spec;
     let mut arm = common::oci::ImageSpec::new(vec![
         (gzip(&l_arm[0].0), TGZ, l_arm[0].0.clone()),
         (gzip(&l_arm[1].0), TGZ, l_arm[1].0.clone()),

@@ -34,6 +34,15 @@ impl ImageSpec {
             variant: None,
         }
     }
+
+    /// The image's platform as an index entry names it.
+    pub fn platform(&self) -> serde_json::Value {
+        let mut platform = serde_json::json!({"os": self.os, "architecture": self.arch});
+        if let Some(v) = &self.variant {
+            platform["variant"] = serde_json::json!(v);
+        }
+        platform
+    }
 }
 
 fn put(dir: &Path, data: &[u8]) -> String {
@@ -73,13 +82,9 @@ pub fn write_layout(dir: &Path, images: &[(&str, &ImageSpec)]) {
     let mut manifests = Vec::new();
     for (tag, image) in images {
         let (d, size) = write_image(dir, image);
-        let mut platform = serde_json::json!({"os": image.os, "architecture": image.arch});
-        if let Some(v) = &image.variant {
-            platform["variant"] = serde_json::json!(v);
-        }
         manifests.push(serde_json::json!({
             "mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": d, "size": size,
-            "platform": platform,
+            "platform": image.platform(),
             "annotations": {"org.opencontainers.image.ref.name": tag},
         }));
     }
@@ -97,11 +102,7 @@ pub fn write_multiplatform(dir: &Path, tag: &str, images: &[&ImageSpec]) -> Stri
     let mut manifests = Vec::new();
     for image in images {
         let (d, size) = write_image(dir, image);
-        let mut platform = serde_json::json!({"os": image.os, "architecture": image.arch});
-        if let Some(v) = &image.variant {
-            platform["variant"] = serde_json::json!(v);
-        }
-        manifests.push(serde_json::json!({"mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": d, "size": size, "platform": platform}));
+        manifests.push(serde_json::json!({"mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": d, "size": size, "platform": image.platform()}));
     }
     let index = serde_json::to_vec(&serde_json::json!({
         "schemaVersion": 2, "mediaType": "application/vnd.oci.image.index.v1+json", "manifests": manifests,

@@ -16,7 +16,7 @@ use oci_client::client::{ClientConfig, ClientProtocol};
 use oci_client::secrets::RegistryAuth;
 use oci_client::{Client, Reference, RegistryOperation};
 
-use super::oci::digest;
+use super::oci::{digest, ImageSpec};
 
 /// A user and password the htpasswd registries accept, with its bcrypt hash (cost 4, so that
 /// each request is checked quickly).
@@ -288,6 +288,46 @@ pub struct Fault {
     pub on_fault: Option<Box<dyn Fn() + Send + Sync>>,
 }
 
+impl Fault {
+    /// Cuts the connection after `after` response bytes of blob `digest` (`sha256:...`), on its
+    /// next `times` downloads.
+    pub fn cut(digest: &str, after: usize, times: usize) -> Fault {
+        Fault {
+            blob_hex: digest.strip_prefix("sha256:").unwrap().to_string(),
+            after,
+            times,
+            stall: false,
+            status: None,
+            on_fault: None,
+        }
+    }
+
+    /// Sends nothing more after `after` response bytes of blob `digest`, on its next `times`
+    /// downloads.
+    pub fn stall(digest: &str, after: usize, times: usize) -> Fault {
+        Fault {
+            stall: true,
+            ..Fault::cut(digest, after, times)
+        }
+    }
+
+    /// Answers the next `times` requests for blob `digest` with HTTP `code`.
+    pub fn status(digest: &str, code: u16, times: usize) -> Fault {
+        Fault {
+            status: Some(code),
+            ..Fault::cut(digest, 0, times)
+        }
+    }
+
+    /// Also calls `f` when the fault strikes.
+    pub fn then(self, f: impl Fn() + Send + Sync + 'static) -> Fault {
+        Fault {
+            on_fault: Some(Box::new(f)),
+            ..self
+        }
+    }
+}
+
 /// A TCP proxy in front of a registry that counts the requests it sees and can cut or stall a
 /// blob download. Stops on drop.
 pub struct Proxy {
@@ -520,13 +560,9 @@ pub struct Pusher {
     pub addr: String,
 }
 
-/// One image to push.
+/// One image to push: its layers and platform, and which manifest media types.
 pub struct PushImage {
-    /// (blob, media type, uncompressed tar) per layer.
-    pub layers: Vec<(Vec<u8>, String, Vec<u8>)>,
-    pub os: String,
-    pub arch: String,
-    pub variant: Option<String>,
+    pub spec: ImageSpec,
     /// Docker media types (v2 schema 2) rather than OCI.
     pub docker: bool,
 }
@@ -534,13 +570,7 @@ pub struct PushImage {
 impl PushImage {
     pub fn new(layers: Vec<(Vec<u8>, &str, Vec<u8>)>) -> Self {
         PushImage {
-            layers: layers
-                .into_iter()
-                .map(|(b, m, t)| (b, m.to_string(), t))
-                .collect(),
-            os: "linux".into(),
-            arch: "amd64".into(),
-            variant: None,
+            spec: ImageSpec::new(layers),
             docker: false,
         }
     }
@@ -622,16 +652,16 @@ impl Pusher {
         self.login(&r);
         let mut layers = Vec::new();
         let mut diff_ids = Vec::new();
-        for (blob, media, tar) in &image.layers {
+        for (blob, media, tar) in &image.spec.layers {
             let d = self.blob(&r, blob);
             layers.push(serde_json::json!({"mediaType": media, "digest": d, "size": blob.len()}));
             diff_ids.push(digest(tar));
         }
         let mut config = serde_json::json!({
-            "architecture": image.arch, "os": image.os,
+            "architecture": image.spec.arch, "os": image.spec.os,
             "rootfs": {"type": "layers", "diff_ids": diff_ids},
         });
-        if let Some(v) = &image.variant {
+        if let Some(v) = &image.spec.variant {
             config["variant"] = serde_json::json!(v);
         }
         let config = serde_json::to_vec(&config).unwrap();
@@ -677,13 +707,9 @@ impl Pusher {
         let mut digests = Vec::new();
         for image in images {
             let (manifest, mt) = self.image(repo, image);
-            let mut platform = serde_json::json!({"os": image.os, "architecture": image.arch});
-            if let Some(v) = &image.variant {
-                platform["variant"] = serde_json::json!(v);
-            }
             let d = digest(&manifest);
             entries.push(serde_json::json!({
-                "mediaType": mt, "digest": d, "size": manifest.len(), "platform": platform,
+                "mediaType": mt, "digest": d, "size": manifest.len(), "platform": image.spec.platform(),
             }));
             digests.push(d);
         }
