@@ -3,7 +3,7 @@
 //!
 //! The pieces, from the bottom up:
 //!
-//! - [`ext4`](crate::ext4) (private): the on-disk structures, one module each.
+//! - `ext4` (private): the on-disk structures, one module each.
 //! - `layout` (private): where things go: block allocation, geometry, sizing, directory shape.
 //! - `tree` (private): the in-memory tree of names and inodes.
 //! - [`builder`]: [`ImageBuilder`], the public way to make an image from entries.
