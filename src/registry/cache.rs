@@ -107,6 +107,7 @@ impl Cache {
         tempfile::Builder::new()
             .prefix("blob-")
             .suffix(".partial")
+            .permissions(shared())
             .tempfile_in(self.dir.join("ingest"))
             .map_err(io_err(format!(
                 "cannot create a temporary file in {}",
@@ -237,6 +238,7 @@ impl Cache {
         let dir = path.parent().unwrap_or(&self.dir);
         let mut temp = tempfile::Builder::new()
             .prefix(".tmp-")
+            .permissions(shared())
             .tempfile_in(dir)
             .map_err(io_err(format!("cannot write in {}", dir.display())))?;
         temp.write_all(data)
@@ -284,6 +286,13 @@ impl Cache {
     }
 }
 
+/// Mode of what the cache writes: 0644 less the umask, as other OCI tools write their layouts,
+/// so they can read it too (a temporary file alone would be 0600).
+fn shared() -> fs::Permissions {
+    use std::os::unix::fs::PermissionsExt;
+    fs::Permissions::from_mode(0o644)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -323,5 +332,33 @@ mod tests {
         assert!(cache.evict_if_corrupt(&d));
         // The layout reads back through the local source too.
         assert!(Cache::open(dir.path()).is_ok());
+    }
+
+    /// The process's umask, from /proc (reading it through umask(2) would change it).
+    fn umask() -> u32 {
+        let status = fs::read_to_string("/proc/self/status").unwrap();
+        let line = status.lines().find(|l| l.starts_with("Umask:")).unwrap();
+        u32::from_str_radix(line["Umask:".len()..].trim(), 8).unwrap()
+    }
+
+    #[test]
+    fn blobs_and_the_index_are_readable_by_other_tools() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let cache = Cache::open(dir.path()).unwrap();
+        let data = b"{\"b\":1}";
+        let d = Digest::of(data);
+        cache.store_document(&d, data).unwrap();
+        let desc = Descriptor {
+            media_type: oci::media::OCI_MANIFEST.into(),
+            size: data.len() as u64,
+            ..Descriptor::of_digest(d.to_string())
+        };
+        cache.record("r.io/b:1", &desc).unwrap();
+        let want = 0o644 & !umask();
+        for path in [cache.blob_path(&d), dir.path().join("index.json")] {
+            let mode = fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+            assert_eq!(mode, want, "{}: {mode:o}", path.display());
+        }
     }
 }
