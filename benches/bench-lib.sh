@@ -73,9 +73,9 @@ fsck_clean() {
 # Describes the machine and BENCH_DIR's filesystem, as Markdown.
 machine() {
     local fs src cpu
-    fs=$(findmnt -no FSTYPE -T "$BENCH_DIR" | head -1)
-    src=$(findmnt -no SOURCE -T "$BENCH_DIR" | head -1)
-    cpu=$(lscpu | awk -F': *' '/^Model name/ { print $2; exit }')
+    fs=$(findmnt -no FSTYPE -T "$BENCH_DIR" | sed -n 1p)
+    src=$(findmnt -no SOURCE -T "$BENCH_DIR" | sed -n 1p)
+    cpu=$(lscpu | awk -F': *' '/^Model name/ && !found { print $2; found = 1 }')
     echo "- machine: $cpu, $(nproc) cores, $(awk '/MemTotal/ { printf "%.1f GiB", $2 / 1048576 }' /proc/meminfo) RAM ($(awk '/MemAvailable/ { printf "%.1f GiB", $2 / 1048576 }' /proc/meminfo) available), kernel $(uname -r)"
     if [ "$fs" = tmpfs ]; then
         echo "- BENCH_DIR: $BENCH_DIR on $fs ($src): **tmpfs, not a disk**"

@@ -86,7 +86,7 @@ make_layout() {
 # The layer blobs of the layout in DIR, in manifest order.
 layer_blobs() {
     local m
-    m=$(grep -o '"digest":"sha256:[0-9a-f]*"' "$1/index.json" | head -1 | sed 's/.*sha256:\([0-9a-f]*\)"/\1/')
+    m=$(grep -o '"digest":"sha256:[0-9a-f]*"' "$1/index.json" | sed -n 1p | sed 's/.*sha256:\([0-9a-f]*\)"/\1/')
     grep -o '"layers":\[.*\]' "$1/blobs/sha256/$m" | grep -o 'sha256:[0-9a-f]*' | sed "s|sha256:|$1/blobs/sha256/|"
 }
 
@@ -138,7 +138,7 @@ REPORT=$BENCH_DIR/report.md
     machine
     echo "- repetitions: $REPS, alternating; SCALE=$SCALE; inputs warm in the page cache; \`sync\` before every run"
     echo "- oci2ext4 and mkfs.ext4 sync the image before exiting; umoci, cat and tar2ext4 do not"
-    echo "- tools: $(pigz --version 2>&1 | head -1), $(gzip --version | head -1), $(mkfs.ext4 -V 2>&1 | head -1)$([ "$ROOTLY" = 1 ] && echo ", $(umoci --version)")${TAR2EXT4:+, tar2ext4 at $TAR2EXT4}"
+    echo "- tools: $(pigz --version 2>&1 | sed -n 1p), $(gzip --version | sed -n 1p), $(mkfs.ext4 -V 2>&1 | sed -n 1p)$([ "$ROOTLY" = 1 ] && echo ", $(umoci --version)")${TAR2EXT4:+, tar2ext4 at $TAR2EXT4}"
     [ -n "$TAR2EXT4" ] || echo "- tar2ext4 is not on PATH: its row is left out"
     echo
 } >"$REPORT"
