@@ -48,3 +48,47 @@ fn oci_json() {
 fn docker_manifest() {
     replay("docker_manifest", harness::docker_manifest);
 }
+
+/// The `layer` target forgives ext4-view's refusal of times after 2038 only when the inode's
+/// raw fields are valid: a nanosecond count of 10^9 or more is still a failure.
+#[test]
+fn late_times_are_forgiven_only_when_valid() {
+    use oci2ext4::layer::{apply_layers, NoProgress};
+    use oci2ext4::{BuildOptions, ImageBuilder};
+    let input =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/regressions/layer/atime-after-2038-pax");
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("img.ext4");
+    let mut builder = ImageBuilder::create(&out, BuildOptions::default()).unwrap();
+    let layer = oci2ext4::source::file_layer(&input);
+    apply_layers(&mut builder, vec![layer], &mut NoProgress).unwrap();
+    builder.finish().unwrap();
+    let err = harness::image::read(&out, harness::image::Contents::All).unwrap_err();
+    assert!(err.contains("has invalid timestamp"), "{err}");
+    assert!(harness::image::is_late_time_refusal(&out, &err));
+
+    // The same inode with its atime's nanoseconds out of range (checksums aside: only the
+    // raw fields are judged here).
+    let mut img = fs::read(&out).unwrap();
+    let ino: u64 = err
+        .split("inode ")
+        .nth(1)
+        .unwrap()
+        .split(' ')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    // A small image: the inode is in group 0, whose descriptor opens block 1.
+    let ipg = u32::from_le_bytes(img[1024 + 0x28..1024 + 0x2C].try_into().unwrap());
+    assert!(ino <= u64::from(ipg));
+    let bs = 4096u64;
+    let table = u64::from(u32::from_le_bytes(
+        img[4096 + 8..4096 + 12].try_into().unwrap(),
+    ));
+    let at = (table * bs + (ino - 1) * 256) as usize + 0x8C;
+    img[at..at + 4].copy_from_slice(&(1_000_000_000u32 << 2).to_le_bytes());
+    let bad = dir.path().join("bad.ext4");
+    fs::write(&bad, &img).unwrap();
+    assert!(!harness::image::is_late_time_refusal(&bad, &err));
+}
