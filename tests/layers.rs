@@ -343,6 +343,53 @@ fn missing_parents_and_parents_that_are_files() {
 }
 
 #[test]
+fn a_lower_file_in_a_parent_path_is_an_error_unless_the_layer_replaces_it() {
+    // Nothing in the layer whites out the lower file `etc/keep` or makes it a directory.
+    let mut up = LayerGen::new();
+    up.file("etc/keep/x", a(0o644), b"x")
+        .file("etc/other", a(0o644), b"o");
+    let dir = scratch();
+    let e = build(
+        &dir,
+        "lower-file-parent",
+        &[base().finish().0, up.finish().0],
+    )
+    .unwrap_err();
+    assert!(e.to_string().contains("\"keep\" is not a directory"), "{e}");
+    assert_eq!(e.entry(), Some("etc/keep/x"));
+    let left: Vec<_> = fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .filter(|n| !n.to_string_lossy().contains("-layer"))
+        .collect();
+    assert!(left.is_empty(), "output left behind: {left:?}");
+    // The directory it gave way to is replaced by a file later in the layer: still an error.
+    let mut up = LayerGen::new();
+    up.file("etc/keep/x", a(0o644), b"x")
+        .file("etc/keep", a(0o644), b"file again");
+    let e = build(
+        &dir,
+        "lower-file-parent-again",
+        &[base().finish().0, up.finish().0],
+    )
+    .unwrap_err();
+    assert_eq!(e.entry(), Some("etc/keep/x"), "{e}");
+    // An opaque marker on the parent accounts for it, after the entry as before it.
+    for marker_last in [false, true] {
+        let mut up = LayerGen::new();
+        if marker_last {
+            up.file("etc/keep/x", a(0o644), b"x").opaque("etc");
+        } else {
+            up.opaque("etc").file("etc/keep/x", a(0o644), b"x");
+        }
+        check_layers(
+            &format!("opaque-over-lower-file-{marker_last}"),
+            vec![base(), up],
+        );
+    }
+}
+
+#[test]
 fn replacement_rules() {
     let mut up = LayerGen::new();
     up.dir("var/cache", a(0o711).owner(9, 9)) // dir over dir: attributes replaced, children kept

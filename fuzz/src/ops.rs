@@ -33,10 +33,13 @@
 //!   decides whether the link got the old inode;
 //! - a marker's path runs through something the layer itself makes a non-directory.
 //!
-//! For a lower *file* in a parent path the builder now gives the same result in every order
-//! (the file gives way to a directory; `tests/layers.rs` checks both orders through a kernel
-//! mount), but the model still leaves the case open, as it does for the lower *symlink*, which
-//! the builder follows when the entry comes, whether or not a later whiteout removes it.
+//! For a lower *file* in a parent path the builder gives the same result in every order when
+//! the layer whites it out or gives a directory entry for it (the file gives way to a
+//! directory; `tests/layers.rs` checks both orders through a kernel mount), and fails when the
+//! layer does neither. The model leaves the whiteout case open, as it does for the lower
+//! *symlink*, which the builder follows when the entry comes, whether or not a later whiteout
+//! removes it; and it leaves open a directory entry that comes after the entry that needs it,
+//! where the in-order reading fails and the builder does not.
 //!
 //! Everything after an Unspecified layer is Unspecified too, but for errors the model can tell
 //! from the names alone (`..` above the root, a non-directory at the root, a hard link of or to
@@ -776,9 +779,6 @@ fn unspecified(lower: &Tree, ops: &[Op]) -> Option<&'static str> {
             _ => {}
         }
     }
-    if whiteouts.is_empty() && opaques.is_empty() {
-        return None;
-    }
     let lower_non_dir_above = |p: &[u8], itself: bool| {
         let mut prefixes = proper_prefixes(p);
         if itself && !p.is_empty() {
@@ -786,6 +786,30 @@ fn unspecified(lower: &Tree, ops: &[Op]) -> Option<&'static str> {
         }
         prefixes.iter().any(|q| lower.is_non_dir(q))
     };
+    // A lower non-directory in an entry's parent path that a directory entry later in the layer
+    // replaces: in order, the entry fails; the builder lets the file give way, as it would for
+    // the directory entry first.
+    for (i, op) in ops.iter().enumerate() {
+        let path = match op {
+            Op::Put { path: Some(p), .. } | Op::Link { path: Some(p), .. } => p,
+            _ => continue,
+        };
+        let dir_later = |q: &[u8]| {
+            ops[i + 1..].iter().any(|later| {
+                matches!(later, Op::Put { path: Some(d), node, .. }
+                    if node.kind == Kind::Dir && d.as_slice() == q)
+            })
+        };
+        if proper_prefixes(path)
+            .iter()
+            .any(|q| lower.is_non_dir(q) && dir_later(q))
+        {
+            return Some("a lower non-directory in a parent path is given as a directory later");
+        }
+    }
+    if whiteouts.is_empty() && opaques.is_empty() {
+        return None;
+    }
     // Paths this layer makes non-directories, by name.
     let mut layer_non_dirs: BTreeSet<&[u8]> = BTreeSet::new();
     for op in ops {

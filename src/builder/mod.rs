@@ -209,6 +209,12 @@ impl ImageBuilder {
         self.layer += 1;
     }
 
+    /// Ends the current layer: checks that every lower non-directory that gave way to a
+    /// directory for an entry of the layer was whited out or given as a directory by it.
+    pub(crate) fn end_layer(&mut self) -> Result<()> {
+        self.tree.end_layer()
+    }
+
     /// Converts API metadata to stored attributes: checks times, namespaces, ACLs and space.
     fn attrs(&mut self, meta: Metadata, path: &[u8]) -> Result<Attrs> {
         let mut clamp = |t: Timestamp, what: &str| -> Timestamp {
@@ -299,6 +305,7 @@ impl ImageBuilder {
                 self.opts.limits.max_symlink_follows,
             )?
             .ok_or_else(|| Error::corrupt("parent directory cannot be created"))?;
+        self.tree.label_give_ways(path);
         Ok(Some((dir, name)))
     }
 
@@ -552,6 +559,7 @@ impl ImageBuilder {
                 self.opts.limits.max_symlink_follows,
             )?
             .ok_or_else(|| Error::corrupt("opaque directory cannot be created"))?;
+        self.tree.label_give_ways(dir);
         self.tree.make_opaque(node, self.layer, &implicit);
         self.discard_freed()
     }

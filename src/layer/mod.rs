@@ -9,8 +9,10 @@
 //!
 //! The result is the same whatever the order of entries within a layer: the lower layers with
 //! this layer's whiteouts applied, then this layer's entries on top. A non-directory of a lower
-//! layer that stands where an entry of this layer needs a parent directory gives way to one. The
-//! exception: a symlink of a lower layer in a parent path is followed when the entry comes,
+//! layer that stands where an entry of this layer needs a parent directory gives way to one when
+//! the layer whites it out (or hides it with an opaque marker) or gives a directory entry for
+//! it, before or after; otherwise the entry is an error, as a parent that is not a directory
+//! always is. The exception: a symlink of a lower layer in a parent path is followed when the entry comes,
 //! even if a whiteout of that symlink comes later in the same layer (knowing that would take
 //! reading the layer twice).
 
@@ -163,6 +165,7 @@ pub fn apply_layer<R: Read>(builder: &mut ImageBuilder, tar: R) -> Result<(Layer
             .with_entry(show_path(&path)));
         }
     }
+    builder.end_layer()?;
     stats.tar_bytes = reader.position();
     Ok((stats, reader.into_inner()))
 }

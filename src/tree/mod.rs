@@ -182,6 +182,15 @@ struct Node {
     touched: u32,
 }
 
+/// A lower layer's non-directory that gave way to a directory in the current layer, waiting for
+/// the layer to say why (see [`Tree::end_layer`]).
+struct GiveWay {
+    /// The name that was not a directory.
+    name: Box<[u8]>,
+    /// The entry that needed it as a directory (filled in by the caller of the walk).
+    entry: Option<Box<[u8]>>,
+}
+
 /// The tree of names and inodes.
 pub struct Tree {
     nodes: Vec<Node>,
@@ -189,6 +198,11 @@ pub struct Tree {
     inodes: Vec<InodeData>,
     free_inodes: Vec<InodeId>,
     freed: Vec<Extent>,
+    /// Directories made in the current layer where a lower non-directory stood, by node, until
+    /// a whiteout, an opaque marker or a directory entry of the layer accounts for them.
+    give_ways: BTreeMap<NodeId, GiveWay>,
+    /// Give-ways whose directory went again before anything accounted for it.
+    unjustified: Vec<GiveWay>,
 }
 
 /// The result of one step of a path walk.
@@ -220,6 +234,8 @@ impl Tree {
             inodes: vec![root_inode],
             free_inodes: Vec::new(),
             freed: Vec::new(),
+            give_ways: BTreeMap::new(),
+            unjustified: Vec::new(),
         }
     }
 
@@ -383,7 +399,12 @@ impl Tree {
         match create {
             Some((attrs, layer)) => {
                 let inode = self.new_inode(InodeData::new(Kind::Dir, attrs.clone(), Content::None));
-                Ok(Step::Dir(self.attach(cur, name, inode, true, 0, layer)))
+                let dir = self.attach(cur, name, inode, true, 0, layer);
+                if existing.is_some() {
+                    let name = name.into();
+                    self.give_ways.insert(dir, GiveWay { name, entry: None });
+                }
+                Ok(Step::Dir(dir))
             }
             None => Ok(Step::Missing),
         }
@@ -460,6 +481,7 @@ impl Tree {
     pub fn insert(&mut self, parent: NodeId, name: &[u8], data: InodeData, layer: u32) -> NodeId {
         if let Some(old) = self.child(parent, name) {
             if self.is_dir(old) && data.kind == Kind::Dir {
+                self.give_ways.remove(&old);
                 self.inode_mut(old).attrs = data.attrs;
                 self.nodes[old as usize].given = layer;
                 self.mark_touched(old, layer);
@@ -530,6 +552,9 @@ impl Tree {
     /// Drops one name of a node's inode; frees the inode (and queues its data extents) when it
     /// was the last.
     fn release(&mut self, node: NodeId) {
+        if let Some(g) = self.give_ways.remove(&node) {
+            self.unjustified.push(g);
+        }
         let inode = self.nodes[node as usize].inode;
         let data = &mut self.inodes[inode as usize];
         data.links -= 1;
@@ -572,6 +597,8 @@ impl Tree {
             };
             let n = &self.nodes[node as usize];
             if n.touched == layer {
+                self.give_ways.remove(&node);
+                let n = &self.nodes[node as usize];
                 if n.given != layer {
                     self.inode_mut(node).attrs = implicit.clone();
                 }
@@ -582,6 +609,41 @@ impl Tree {
                 }
             } else {
                 self.remove_child(dir, &name);
+            }
+        }
+    }
+
+    /// Names `entry` as the one that needed the directories the last walk made where lower
+    /// non-directories stood.
+    pub fn label_give_ways(&mut self, entry: &[u8]) {
+        for g in self.give_ways.values_mut().filter(|g| g.entry.is_none()) {
+            g.entry = Some(entry.into());
+        }
+    }
+
+    /// Ends a layer. A non-directory of a lower layer may give way to a directory that an entry
+    /// of the layer needs above it only when the layer also whites it out (or an opaque marker
+    /// hides it) or gives a directory entry for it, before or after; otherwise a parent is not
+    /// a directory, an error naming the entry.
+    pub fn end_layer(&mut self) -> Result<()> {
+        let first = self
+            .unjustified
+            .drain(..)
+            .chain(std::mem::take(&mut self.give_ways).into_values())
+            .next();
+        self.unjustified.clear();
+        match first {
+            None => Ok(()),
+            Some(g) => {
+                let e = Error::corrupt(format!(
+                    "a parent component {:?} is not a directory (a lower layer's non-directory \
+                     that this layer neither whites out nor gives as a directory)",
+                    String::from_utf8_lossy(&g.name)
+                ));
+                Err(match g.entry {
+                    Some(entry) => e.with_entry(crate::error::show_path(&entry)),
+                    None => e,
+                })
             }
         }
     }
