@@ -26,25 +26,24 @@ use std::fs::File;
 use std::io::{self, BufWriter, Read, Write};
 use std::path::Path;
 
+#[path = "../benches/common/mod.rs"]
+mod common;
+
+use common::{PoolReader, Rng};
+
 /// Every entry's modification time.
 const MTIME: u64 = 1_700_000_000;
 
-/// SplitMix64: small, fast and good enough for shaping data.
-struct Rng(u64);
+/// What the generator draws beyond `common::Rng`'s integers.
+trait Draw {
+    fn unit(&mut self) -> f64;
+    fn chance(&mut self, p: f64) -> bool;
+    /// A size between `lo` and `hi`, uniform on a log scale (many small, few large).
+    fn log_size(&mut self, lo: u64, hi: u64) -> u64;
+    fn pick<'a>(&mut self, items: &[&'a str]) -> &'a str;
+}
 
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n.max(1)
-    }
-
+impl Draw for Rng {
     fn unit(&mut self) -> f64 {
         (self.next() >> 11) as f64 / (1u64 << 53) as f64
     }
@@ -53,7 +52,6 @@ impl Rng {
         self.unit() < p
     }
 
-    /// A size between `lo` and `hi`, uniform on a log scale (many small, few large).
     fn log_size(&mut self, lo: u64, hi: u64) -> u64 {
         let (a, b) = ((lo as f64).ln(), (hi as f64).ln());
         (a + self.unit() * (b - a)).exp() as u64
@@ -264,35 +262,6 @@ fn binary_pool(seed: u64) -> Vec<u8> {
     pool
 }
 
-/// Reads `left` bytes from a pool, starting at `pos` and wrapping around.
-struct PoolReader<'a> {
-    pool: &'a [u8],
-    pos: usize,
-    left: u64,
-}
-
-impl<'a> PoolReader<'a> {
-    fn new(pool: &'a [u8], rng: &mut Rng, len: u64) -> Self {
-        PoolReader {
-            pool,
-            pos: rng.below(pool.len() as u64) as usize,
-            left: len,
-        }
-    }
-}
-
-impl Read for PoolReader<'_> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let n = (self.pool.len() - self.pos)
-            .min(buf.len())
-            .min(usize::try_from(self.left).unwrap_or(usize::MAX));
-        buf[..n].copy_from_slice(&self.pool[self.pos..self.pos + n]);
-        self.pos = (self.pos + n) % self.pool.len();
-        self.left -= n as u64;
-        Ok(n)
-    }
-}
-
 /// One layer tar being written. Parent directories of every entry are written first, once per
 /// layer, as image builders do.
 struct Layer {
@@ -383,7 +352,7 @@ impl Layer {
         rng: &mut Rng,
         size: u64,
     ) -> io::Result<()> {
-        let r = PoolReader::new(pool, rng, size);
+        let r = PoolReader::new(pool, rng.below(pool.len() as u64) as usize, size);
         self.file(path, mode, (0, 0), r, size)
     }
 
@@ -887,7 +856,7 @@ fn debian(out: &Path, scale: f64) -> io::Result<()> {
             rng.pick(JS_WORDS)
         );
         let size = rng.log_size(200, 60_000);
-        let r = PoolReader::new(&text, &mut rng, size);
+        let r = PoolReader::new(&text, rng.below(text.len() as u64) as usize, size);
         l.file(&path, 0o644, (1000, 1000), r, size)?;
     }
     for i in 0..30 {
