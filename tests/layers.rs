@@ -566,6 +566,20 @@ fn digests_are_checked() {
     let e = run(None, Some(Digest::of(b"other"))).unwrap_err();
     assert_eq!(e.kind(), ErrorKind::DigestMismatch);
     assert!(e.to_string().contains("diff_id"), "{e}");
+
+    // A source that checks the blob itself (a download) is trusted with it: the blob is not
+    // hashed again, and the report names the digest the source checked.
+    let claimed = Digest::of(b"checked by the source");
+    let image = dir.path().join("v.ext4");
+    let mut b = ImageBuilder::create(&image, BuildOptions::default()).unwrap();
+    let mut l = file_layer(&p);
+    l.blob_digest = Some(claimed);
+    l.blob_verified = true;
+    l.diff_id = Some(Digest::of(&tar));
+    let reports = apply_layers(&mut b, vec![l], &mut NoProgress).unwrap();
+    b.finish().unwrap();
+    assert_eq!(reports[0].blob_digest, Some(claimed));
+    assert_eq!(reports[0].diff_id, Some(Digest::of(&tar)));
 }
 
 #[test]

@@ -24,6 +24,10 @@ pub struct LayerInput {
     pub size: Option<u64>,
     /// Compute both digests even when none is given, to report them.
     pub report_digests: bool,
+    /// The stream `open` returns checks `blob_digest` itself and fails instead of ending when
+    /// the bytes do not match (a blob downloading into the cache), so the blob is not hashed a
+    /// second time here; the report gives `blob_digest` as checked.
+    pub blob_verified: bool,
 }
 
 /// What applying one layer found.
@@ -133,9 +137,10 @@ pub fn apply_layers(
             diff_id,
             size,
             report_digests,
+            blob_verified,
         } = layer;
         let hashing = Hashing {
-            blob: report_digests || blob_digest.is_some(),
+            blob: report_digests || (blob_digest.is_some() && !blob_verified),
             diff: report_digests || diff_id.is_some(),
         };
         progress.layer_started(index, &name, size);
@@ -174,7 +179,7 @@ pub fn apply_layers(
             }
             Ok(LayerReport {
                 name: name.clone(),
-                blob_digest: digests.blob,
+                blob_digest: digests.blob.or(blob_digest.filter(|_| blob_verified)),
                 blob_size: digests.blob_size,
                 diff_id: digests.diff_id,
                 diff_size: digests.diff_size,

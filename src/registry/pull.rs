@@ -237,6 +237,8 @@ impl Puller {
                 diff_id: None,
                 size: Some(d.size),
                 report_digests: false,
+                // A download checks its digest before its stream ends; a cached blob is hashed here.
+                blob_verified: !slot.cached(),
             })
         })?;
         if self.options.offline {

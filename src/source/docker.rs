@@ -170,6 +170,7 @@ impl Archive {
                 diff_id: Some(Digest::parse(diff_id)?),
                 size: Some(size),
                 report_digests: false,
+                blob_verified: false,
             });
         }
         Ok(Image {

@@ -48,6 +48,7 @@ pub fn file_layer(path: &Path) -> LayerInput {
         diff_id: None,
         size,
         report_digests: false,
+        blob_verified: false,
     }
 }
 

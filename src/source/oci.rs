@@ -406,6 +406,7 @@ impl Layout {
                     diff_id: None,
                     size: Some(d.size),
                     report_digests: false,
+                    blob_verified: false,
                 })
             },
         )
