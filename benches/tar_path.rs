@@ -1,7 +1,8 @@
 //! The tar path (`oci2ext4::layer::apply_layers`, then `finish`) beside its floors, in one run:
 //!
-//! - `tar/*`: a flattened uncompressed tar into an image, beside copying the tar to a file
-//!   (`std::io::copy`, then a sync, as the image is synced);
+//! - `tar/*`: a flattened uncompressed tar into an image, beside copying the tar to a file as
+//!   `cat` does (`common::cat_to_file`: 128 KiB reads and writes, then a sync, as the image is
+//!   synced), the same floor as the writer benchmarks';
 //! - `gzip/*`: the same tar gzip-compressed as one layer, beside decompressing it alone
 //!   (`flate2::read::MultiGzDecoder` into `io::sink`, with the crate's flate2 backend).
 //!
@@ -19,13 +20,13 @@ use std::io::{self, BufReader, BufWriter, Write};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use criterion::{criterion_group, criterion_main, BatchSize, Criterion, SamplingMode, Throughput};
+use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
 use flate2::read::MultiGzDecoder;
 use oci2ext4::layer::{apply_layers, NoProgress};
 use oci2ext4::source::file_layer;
 use oci2ext4::{BuildOptions, ImageBuilder};
 
-use common::{bench_dir, pattern, PoolReader, Rng};
+use common::{bench_dir, cat_to_file, group, pattern, PoolReader, Rng};
 
 /// Bump when the generated content changes, so stale inputs are not reused.
 const VERSION: u32 = 1;
@@ -127,21 +128,6 @@ fn build(layer: &Path, out: &Path) {
     image.finish().unwrap();
 }
 
-fn group<'a>(
-    c: &'a mut Criterion,
-    name: &str,
-    bytes: u64,
-    time: Duration,
-) -> criterion::BenchmarkGroup<'a, criterion::measurement::WallTime> {
-    let mut g = c.benchmark_group(name);
-    g.sample_size(10)
-        .sampling_mode(SamplingMode::Flat)
-        .warm_up_time(Duration::from_secs(1))
-        .measurement_time(time)
-        .throughput(Throughput::Bytes(bytes));
-    g
-}
-
 fn tar_path(c: &mut Criterion) {
     let inputs = [
         ("small", input("small", small), Duration::from_secs(12)),
@@ -149,7 +135,7 @@ fn tar_path(c: &mut Criterion) {
     ];
     for (name, (tar, gz), time) in &inputs {
         let bytes = std::fs::metadata(tar).unwrap().len();
-        let mut g = group(c, &format!("tar/{name}"), bytes, *time);
+        let mut g = group(c, &format!("tar/{name}"), Throughput::Bytes(bytes), *time);
         g.bench_function("oci2ext4", |b| {
             b.iter_batched(
                 scratch,
@@ -164,9 +150,8 @@ fn tar_path(c: &mut Criterion) {
             b.iter_batched(
                 scratch,
                 |dir| {
-                    let mut out = File::create(dir.path().join("copy")).unwrap();
-                    io::copy(&mut File::open(tar).unwrap(), &mut out).unwrap();
-                    out.sync_all().unwrap();
+                    let mut src = File::open(tar).unwrap();
+                    cat_to_file(&mut src, &dir.path().join("copy")).unwrap();
                     dir
                 },
                 BatchSize::PerIteration,
@@ -174,7 +159,7 @@ fn tar_path(c: &mut Criterion) {
         });
         g.finish();
 
-        let mut g = group(c, &format!("gzip/{name}"), bytes, *time);
+        let mut g = group(c, &format!("gzip/{name}"), Throughput::Bytes(bytes), *time);
         g.bench_function("oci2ext4", |b| {
             b.iter_batched(
                 scratch,

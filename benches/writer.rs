@@ -14,10 +14,10 @@ mod common;
 
 use std::time::Duration;
 
-use criterion::{criterion_group, criterion_main, BatchSize, Criterion, SamplingMode, Throughput};
+use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
 use oci2ext4::{BuildOptions, ImageBuilder, Metadata, Timestamp};
 
-use common::{bench_dir, cat_to_file, pattern, PoolReader};
+use common::{bench_dir, cat_to_file, group, pattern, PoolReader};
 
 const GIB: u64 = 1 << 30;
 const BIG_FILES: u64 = 8;
@@ -37,12 +37,12 @@ fn meta() -> Metadata {
 
 fn large_files(c: &mut Criterion) {
     let pool = pattern();
-    let mut g = c.benchmark_group("writer/1gib_8_files");
-    g.sample_size(10)
-        .sampling_mode(SamplingMode::Flat)
-        .warm_up_time(Duration::from_secs(1))
-        .measurement_time(Duration::from_secs(30))
-        .throughput(Throughput::Bytes(GIB));
+    let mut g = group(
+        c,
+        "writer/1gib_8_files",
+        Throughput::Bytes(GIB),
+        Duration::from_secs(30),
+    );
     g.bench_function("oci2ext4", |b| {
         b.iter_batched(
             scratch,
@@ -79,12 +79,12 @@ fn large_files(c: &mut Criterion) {
 
 fn small_files(c: &mut Criterion) {
     let pool = pattern();
-    let mut g = c.benchmark_group("writer/100k_files_4kib");
-    g.sample_size(10)
-        .sampling_mode(SamplingMode::Flat)
-        .warm_up_time(Duration::from_secs(1))
-        .measurement_time(Duration::from_secs(15))
-        .throughput(Throughput::Elements(SMALL_FILES));
+    let mut g = group(
+        c,
+        "writer/100k_files_4kib",
+        Throughput::Elements(SMALL_FILES),
+        Duration::from_secs(15),
+    );
     g.bench_function("oci2ext4", |b| {
         b.iter_batched(
             scratch,

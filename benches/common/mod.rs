@@ -132,3 +132,20 @@ pub fn cat_to_file(src: &mut dyn Read, dest: &std::path::Path) -> io::Result<u64
     out.sync_all()?;
     Ok(total)
 }
+
+/// A criterion group as every benchmark here runs it: 10 samples, flat sampling (each
+/// iteration builds or copies a whole input), 1 s of warm-up, `time` of measurement.
+pub fn group<'a>(
+    c: &'a mut criterion::Criterion,
+    name: &str,
+    throughput: criterion::Throughput,
+    time: std::time::Duration,
+) -> criterion::BenchmarkGroup<'a, criterion::measurement::WallTime> {
+    let mut g = c.benchmark_group(name);
+    g.sample_size(10)
+        .sampling_mode(criterion::SamplingMode::Flat)
+        .warm_up_time(std::time::Duration::from_secs(1))
+        .measurement_time(time)
+        .throughput(throughput);
+    g
+}
