@@ -29,6 +29,6 @@ pub mod source;
 pub mod tar;
 mod tree;
 
-pub use builder::{BuildOptions, FileSession, Headroom, ImageBuilder, Limits, Summary};
+pub use builder::{BlockSize, BuildOptions, FileSession, Headroom, ImageBuilder, Limits, Summary};
 pub use entry::{Metadata, Special, Timestamp, Xattr};
 pub use error::{Error, ErrorKind, Result};

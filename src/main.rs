@@ -51,6 +51,10 @@ fn build(args: BuildArgs) -> Result<(), Failure> {
         &args.platform,
         args.owner.as_deref(),
     )?;
+    cli::choose_block_size(&args.image, &mut opts, || match &plan {
+        Plan::Layers { layers, .. } => source::estimate_tar_bytes(layers),
+        Plan::Directory { path, .. } => source::directory::estimate_bytes(path),
+    });
     let mut builder = ImageBuilder::create(&args.image.output, opts)?;
     let mut bars = Bars::new(args.image.quiet || args.image.json);
     let (reports, image_digest) = match plan {
@@ -127,6 +131,7 @@ fn pull(args: cli::PullArgs) -> Result<(), Failure> {
             _ = cancelled(cancel.clone()) => Err(Error::new(ErrorKind::Cancelled, "cancelled")),
         }
     })?;
+    cli::choose_block_size(&args.image, &mut opts, || image.estimated_tar_bytes());
     let mut builder = ImageBuilder::create(&args.image.output, opts)?;
     let mut bars = Bars::new(args.image.quiet || args.image.json);
     bars.watch_downloads(image.downloads());

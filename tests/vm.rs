@@ -1,6 +1,7 @@
-//! The image as a VM's root disk: a real distribution tree, built into an image, booted by QEMU
-//! with a guest kernel that mounts it read-write and runs the distribution's own programs
-//! (`tests/vm/guest-check.sh`), then e2fsck on what the guest left behind.
+//! The image as a VM's root disk: a real distribution tree, built into an image with 1 KiB and
+//! with 4 KiB blocks, each booted by QEMU with a guest kernel that mounts it read-write and runs
+//! the distribution's own programs (`tests/vm/guest-check.sh`), then e2fsck on what the guest
+//! left behind.
 //!
 //! Needs `qemu-system-x86_64`, a kernel in `OCI2EXT4_VM_KERNEL` (NVMe, ext4 and the serial
 //! console built in, such as Debian's cloud kernel) and a root filesystem tar in
@@ -47,7 +48,17 @@ fn a_debian_image_boots_and_runs_read_write() {
         "boot test failed:\n{stdout}\n{}",
         String::from_utf8_lossy(&o.stderr)
     );
-    assert!(stdout.contains("OCI2EXT4: OK"), "{stdout}");
+    // One boot per block size: 1 KiB and 4 KiB images.
+    for bs in [1024, 4096] {
+        assert!(
+            stdout.contains(&format!(
+                "boot test passed: {}",
+                dir.path().join(format!("vm-{bs}.ext4")).display()
+            )),
+            "{stdout}"
+        );
+    }
+    assert_eq!(stdout.matches("OCI2EXT4: OK").count(), 2, "{stdout}");
     assert!(
         stdout.contains("cap_net_raw"),
         "ping lost its capability:\n{stdout}"

@@ -13,21 +13,44 @@ use common::tars::{Attrs, TarGen};
 use common::{check_image, scratch, Check, Rng};
 use oci2ext4::layer::{apply_layers, NoProgress};
 use oci2ext4::source::file_layer;
-use oci2ext4::{BuildOptions, ImageBuilder, Metadata, Special, Summary, Timestamp, Xattr};
+use oci2ext4::{
+    BlockSize, BuildOptions, ImageBuilder, Metadata, Special, Summary, Timestamp, Xattr,
+};
+
+/// Builds `tar` (a file) into `image`.
+fn build_tar_to(tar: &Path, image: &Path, opts: BuildOptions) -> Summary {
+    let mut b = ImageBuilder::create(image, opts).unwrap();
+    apply_layers(&mut b, vec![file_layer(tar)], &mut NoProgress).unwrap();
+    b.finish().unwrap()
+}
 
 /// Builds `tar` (a file) into an image next to it.
 fn build_tar(tar: &Path, opts: BuildOptions) -> (PathBuf, Summary) {
     let image = tar.with_extension("ext4");
-    let mut b = ImageBuilder::create(&image, opts).unwrap();
-    apply_layers(&mut b, vec![file_layer(tar)], &mut NoProgress).unwrap();
-    let summary = b.finish().unwrap();
+    let summary = build_tar_to(tar, &image, opts);
     (image, summary)
 }
 
-/// Writes a tar with `make`, builds it, and checks the image against the model.
+/// Writes a tar with `make`, builds it with 4 KiB blocks, and checks the image against the
+/// model; then the same with 1 KiB and 2 KiB blocks. Returns the 4 KiB image.
 fn round_trip(
     name: &str,
     check: Check,
+    make: impl FnOnce(&mut TarGen<fs::File>),
+) -> (tempfile::TempDir, PathBuf, Summary) {
+    round_trip_with(
+        name,
+        check,
+        &[BlockSize::K4, BlockSize::K1, BlockSize::K2],
+        make,
+    )
+}
+
+/// [`round_trip`] with the block sizes given; returns the first image.
+fn round_trip_with(
+    name: &str,
+    check: Check,
+    sizes: &[BlockSize],
     make: impl FnOnce(&mut TarGen<fs::File>),
 ) -> (tempfile::TempDir, PathBuf, Summary) {
     let dir = scratch();
@@ -35,8 +58,18 @@ fn round_trip(
     let mut g = TarGen::new(fs::File::create(&tar_path).unwrap());
     make(&mut g);
     let (_, model) = g.finish();
-    let (image, summary) = build_tar(&tar_path, BuildOptions::default());
-    check_image(&image, &model.tree, check);
+    let mut first = None;
+    for &bs in sizes {
+        let image = dir.path().join(format!("{name}-{}.ext4", bs.bytes()));
+        let mut opts = BuildOptions::default();
+        opts.block_size = bs;
+        let summary = build_tar_to(&tar_path, &image, opts);
+        assert_eq!(summary.block_size, bs.bytes() as u64);
+        eprintln!("{name}: {}-byte blocks", bs.bytes());
+        check_image(&image, &model.tree, check);
+        first.get_or_insert((image, summary));
+    }
+    let (image, summary) = first.expect("no block size given");
     (dir, image, summary)
 }
 
@@ -219,7 +252,23 @@ fn two_hundred_levels_of_nesting() {
 #[test]
 fn file_sizes_around_block_boundaries() {
     round_trip("sizes", Check::default(), |g| {
-        for size in [0usize, 1, 4095, 4096, 4097, 8191, 8192, 65537, 1 << 20] {
+        for size in [
+            0usize,
+            1,
+            1023,
+            1024,
+            1025,
+            2047,
+            2048,
+            2049,
+            4095,
+            4096,
+            4097,
+            8191,
+            8192,
+            65537,
+            1 << 20,
+        ] {
             let mut data = vec![0u8; size];
             Rng::new(size as u64).fill(&mut data);
             g.file(&format!("size-{size}"), Attrs::new(0o644), &data);
@@ -230,6 +279,12 @@ fn file_sizes_around_block_boundaries() {
         mixed[5 * 4096..].fill(0x55);
         g.file("zeros-inside", Attrs::new(0o644), &mixed);
         g.file("all-zero", Attrs::new(0o644), &vec![0u8; 3 * 4096 + 1]);
+        // The same at 1 KiB granularity: zero 1 KiB blocks between data.
+        let mut fine = vec![0u8; 7 * 1024 + 3];
+        fine[1024..2048].fill(0x11);
+        fine[3 * 1024..3 * 1024 + 10].fill(0x22);
+        fine[7 * 1024..].fill(0x33);
+        g.file("zeros-inside-1k", Attrs::new(0o644), &fine);
     });
 }
 
@@ -258,7 +313,7 @@ fn file_of_300_mib() {
 
 #[test]
 fn symlinks_of_59_60_and_4000_bytes() {
-    round_trip("links", Check::default(), |g| {
+    round_trip_with("links", Check::default(), &[BlockSize::K4], |g| {
         for n in [1usize, 59, 60, 61, 4000, 4095] {
             g.symlink(
                 &format!("len-{n}"),
@@ -267,6 +322,38 @@ fn symlinks_of_59_60_and_4000_bytes() {
             );
         }
     });
+    // A slow symlink's target takes one block: up to 1023 bytes with 1 KiB blocks.
+    round_trip_with(
+        "small-links",
+        Check::default(),
+        &[BlockSize::K1, BlockSize::K2],
+        |g| {
+            for n in [59usize, 60, 1000, 1023] {
+                g.symlink(
+                    &format!("len-{n}"),
+                    Attrs::new(0o777),
+                    "t".repeat(n).as_bytes(),
+                );
+            }
+        },
+    );
+    let dir = scratch();
+    let mut opts = BuildOptions::default();
+    opts.block_size = BlockSize::K1;
+    let mut b = ImageBuilder::create(dir.path().join("l.ext4"), opts).unwrap();
+    let err = b
+        .add_symlink(
+            "long",
+            Metadata::new(0o777, 0, 0, Timestamp::default()),
+            "t".repeat(1024),
+        )
+        .unwrap_err();
+    assert_eq!(err.kind(), oci2ext4::ErrorKind::LimitExceeded);
+    let msg = err.to_string();
+    assert!(
+        msg.contains("long") && msg.contains("1024-byte block"),
+        "{msg}"
+    );
 }
 
 #[test]

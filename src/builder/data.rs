@@ -12,14 +12,22 @@ use super::writer::{AlignedBuf, BackgroundWriter};
 
 use crate::error::{Error, ErrorKind, Result};
 use crate::ext4::extent::{Extent, EXT_INIT_MAX_LEN};
-use crate::ext4::BLOCK_SIZE;
+use crate::ext4::BlockSize;
 use crate::layout::alloc::BlockAllocator;
 
-const BS: usize = BLOCK_SIZE;
 /// Blocks taken from the allocator at a time; what a file does not use goes to the next one.
 const ALLOC_CHUNK: u64 = 2048;
-/// Logical blocks a file may have: extents address 32-bit block numbers (16 TiB).
+/// Logical blocks a file may have: extents address 32-bit block numbers (16 TiB of 4 KiB
+/// blocks, 4 TiB of 1 KiB blocks).
 const MAX_FILE_BLOCKS: u64 = 1 << 32;
+
+/// The error for a file past [`MAX_FILE_BLOCKS`].
+fn too_large(bs: usize) -> Error {
+    Error::limit(format!(
+        "file larger than ext4's limit of {} TiB with {bs}-byte blocks",
+        (MAX_FILE_BLOCKS * bs as u64) >> 40
+    ))
+}
 
 /// Whether a block holds only zeros.
 pub fn is_zero(block: &[u8]) -> bool {
@@ -31,6 +39,8 @@ pub fn is_zero(block: &[u8]) -> bool {
 /// Writes file data into the image.
 pub struct DataWriter {
     alloc: BlockAllocator,
+    /// Block size in bytes.
+    bs: usize,
     writer: BackgroundWriter,
     buf: AlignedBuf,
     /// Bytes at the start of `buf` that have blocks assigned, from `buf_start` on.
@@ -51,23 +61,26 @@ pub struct DataWriter {
 }
 
 impl DataWriter {
-    /// A writer into `file` that takes blocks from `alloc` and buffers `buffer` bytes while
+    /// A writer into `file` that takes `bs` blocks from `alloc` and buffers `buffer` bytes while
     /// another buffer of that size is being written. `limit_reason` completes "the image would
     /// grow past ..." when the allocator's limit is reached; `max_taken` bounds the file bytes
     /// read.
     pub fn new(
         file: &File,
         alloc: BlockAllocator,
+        bs: BlockSize,
         buffer: usize,
         cancel: Option<Arc<AtomicBool>>,
         limit_reason: String,
         max_taken: u64,
     ) -> Result<Self> {
-        let buffer = buffer.max(16 * BS) / BS * BS;
+        let bs = bs.bytes();
+        let buffer = buffer.max(64 << 10) / bs * bs;
         let mut writer = BackgroundWriter::start(file, 2, buffer)?;
         let buf = writer.take_buffer()?;
         Ok(DataWriter {
             alloc,
+            bs,
             writer,
             buf,
             committed: 0,
@@ -99,7 +112,9 @@ impl DataWriter {
         }
         self.flush_committed()?;
         for e in extents {
-            self.writer.discard(e.ee_start, u64::from(e.len()))?;
+            let bs = self.bs as u64;
+            self.writer
+                .discard(e.ee_start * bs, u64::from(e.len()) * bs)?;
         }
         Ok(())
     }
@@ -123,8 +138,9 @@ impl DataWriter {
             next.as_mut_slice()[..tail]
                 .copy_from_slice(&self.buf.as_slice()[self.committed..self.filled]);
             let full = std::mem::replace(&mut self.buf, next);
-            self.writer.write(self.buf_start, full, self.committed)?;
-            self.buf_start += (self.committed / BS) as u64;
+            self.writer
+                .write(self.buf_start * self.bs as u64, full, self.committed)?;
+            self.buf_start += (self.committed / self.bs) as u64;
             self.filled = tail;
             self.committed = 0;
         }
@@ -165,37 +181,38 @@ pub struct FileSession<'a> {
 impl FileSession<'_> {
     /// The logical byte position the next byte goes to.
     pub fn position(&self) -> u64 {
-        self.block * BS as u64 + (self.w.filled - self.w.committed) as u64
+        self.block * self.w.bs as u64 + (self.w.filled - self.w.committed) as u64
     }
 
     /// Places the whole blocks read so far.
     fn place_whole_blocks(&mut self) -> Result<()> {
-        let mut upto = self.w.committed + (self.w.filled - self.w.committed) / BS * BS;
+        let bs = self.w.bs;
+        let mut upto = self.w.committed + (self.w.filled - self.w.committed) / bs * bs;
         while self.w.committed < upto {
             let at = self.w.committed;
-            if is_zero(&self.w.buf.as_slice()[at..at + BS]) {
+            if is_zero(&self.w.buf.as_slice()[at..at + bs]) {
                 // A hole: drop the block from the buffer.
                 self.w
                     .buf
                     .as_mut_slice()
-                    .copy_within(at + BS..self.w.filled, at);
-                self.w.filled -= BS;
-                upto -= BS;
+                    .copy_within(at + bs..self.w.filled, at);
+                self.w.filled -= bs;
+                upto -= bs;
                 self.block += 1;
                 continue;
             }
             if self.block >= MAX_FILE_BLOCKS {
-                return Err(Error::limit("file larger than ext4's 16 TiB limit"));
+                return Err(too_large(bs));
             }
-            let b = self.w.next_block(((upto - at) / BS) as u64)?;
+            let b = self.w.next_block(((upto - at) / bs) as u64)?;
             if self.w.committed == 0 {
                 self.w.buf_start = b;
-            } else if b != self.w.buf_start + (self.w.committed / BS) as u64 {
+            } else if b != self.w.buf_start + (self.w.committed / bs) as u64 {
                 self.w.flush_committed()?;
                 upto -= at;
                 self.w.buf_start = b;
             }
-            self.w.committed += BS;
+            self.w.committed += bs;
             match self.extents.last_mut() {
                 Some(e)
                     if u64::from(e.ee_block) + u64::from(e.len()) == self.block
@@ -261,6 +278,7 @@ impl FileSession<'_> {
 
     /// Appends `n` zero bytes without reading them: a hole where whole blocks are skipped.
     pub fn skip_to(&mut self, offset: u64) -> Result<()> {
+        let bs = self.w.bs;
         let pos = self.position();
         if offset < pos {
             return Err(Error::corrupt(format!(
@@ -272,7 +290,7 @@ impl FileSession<'_> {
         }
         let partial = self.w.filled - self.w.committed;
         if partial > 0 {
-            if offset / BS as u64 == self.block {
+            if offset / bs as u64 == self.block {
                 // Still inside the block being filled.
                 let gap = (offset - pos) as usize;
                 self.w.buf.as_mut_slice()[self.w.filled..self.w.filled + gap].fill(0);
@@ -281,9 +299,9 @@ impl FileSession<'_> {
             }
             self.pad_block()?;
         }
-        self.block = offset / BS as u64;
-        let lead = (offset % BS as u64) as usize;
-        self.make_room(BS)?;
+        self.block = offset / bs as u64;
+        let lead = (offset % bs as u64) as usize;
+        self.make_room(bs)?;
         self.w.buf.as_mut_slice()[self.w.filled..self.w.filled + lead].fill(0);
         self.w.filled += lead;
         Ok(())
@@ -291,9 +309,10 @@ impl FileSession<'_> {
 
     /// Pads a partly filled block with zeros and places it.
     fn pad_block(&mut self) -> Result<()> {
+        let bs = self.w.bs;
         let partial = self.w.filled - self.w.committed;
-        if partial % BS != 0 {
-            let pad = BS - partial % BS;
+        if partial % bs != 0 {
+            let pad = bs - partial % bs;
             self.make_room(pad)?;
             self.w.buf.as_mut_slice()[self.w.filled..self.w.filled + pad].fill(0);
             self.w.filled += pad;
@@ -309,8 +328,8 @@ impl FileSession<'_> {
                 self.position()
             )));
         }
-        if size.div_ceil(BS as u64) > MAX_FILE_BLOCKS {
-            return Err(Error::limit("file larger than ext4's 16 TiB limit"));
+        if size.div_ceil(self.w.bs as u64) > MAX_FILE_BLOCKS {
+            return Err(too_large(self.w.bs));
         }
         self.pad_block()?;
         debug_assert_eq!(self.w.committed, self.w.filled);
@@ -323,11 +342,14 @@ mod tests {
     use super::*;
     use std::os::unix::fs::FileExt;
 
+    const BS: usize = 4096;
+
     fn writer() -> (DataWriter, File) {
         let file = tempfile::tempfile().unwrap();
         let w = DataWriter::new(
             &file,
-            BlockAllocator::new(1, 1 << 20),
+            BlockAllocator::new(BlockSize::K4, 1, 1 << 20),
+            BlockSize::K4,
             64 * 1024,
             None,
             "the limit".into(),
@@ -430,7 +452,8 @@ mod tests {
         let file = tempfile::tempfile().unwrap();
         let mut w = DataWriter::new(
             &file,
-            BlockAllocator::new(1, 10),
+            BlockAllocator::new(BlockSize::K4, 1, 10),
+            BlockSize::K4,
             64 * 1024,
             None,
             "the limit".into(),

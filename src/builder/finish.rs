@@ -24,7 +24,7 @@ use crate::ext4::superblock::{
     DX_HASH_HALF_MD4, EXT3_JNL_BACKUP_BLOCKS, SUPERBLOCK_OFFSET, SUPERBLOCK_SIZE,
 };
 use crate::ext4::xattr;
-use crate::ext4::{journal, BLOCKS_PER_GROUP, BLOCK_SIZE, LOG_BLOCK_SIZE, LOG_GROUPS_PER_FLEX};
+use crate::ext4::{journal, BlockSize, LOG_GROUPS_PER_FLEX};
 use crate::layout::alloc::{BlockAllocator, Run};
 use crate::layout::directory;
 use crate::layout::geometry::{has_super, Geometry};
@@ -34,7 +34,6 @@ use crate::layout::sizing::{
 use crate::layout::xattrs;
 use crate::tree::{Content, InodeData, Kind, NodeId, Tree, ROOT};
 
-const BS: u64 = BLOCK_SIZE as u64;
 /// Longest symlink target kept in the inode itself (`i_block` holds 60 bytes, and the kernel
 /// wants the terminating NUL inside it).
 const FAST_SYMLINK_MAX: usize = 59;
@@ -222,6 +221,7 @@ impl Placed {
 
 struct Finisher<'a> {
     tree: &'a Tree,
+    bs: BlockSize,
     opts: &'a BuildOptions,
     alloc: BlockAllocator,
     sink: BlockSink,
@@ -261,7 +261,7 @@ impl Finisher<'_> {
 
     /// Places an extent tree for `extents` if the inode cannot hold them, writing its blocks.
     fn place_tree(&mut self, extents: &[Extent], seed: u32, placed: &mut Placed) -> Result<()> {
-        let (blocks, depth) = extent::tree_shape(extents.len(), BLOCK_SIZE);
+        let (blocks, depth) = extent::tree_shape(extents.len(), self.bs.bytes());
         if blocks == 0 {
             return Ok(());
         }
@@ -276,7 +276,7 @@ impl Finisher<'_> {
         placed.tree_blocks = blocks;
         let mut root = [0u8; inode::I_BLOCK_SIZE];
         let sink = &mut self.sink;
-        extent::encode_tree(extents, start, BLOCK_SIZE, seed, &mut root, |nr, b| {
+        extent::encode_tree(extents, start, self.bs.bytes(), seed, &mut root, |nr, b| {
             sink.write(nr, b).map_err(std::io::Error::other)
         })
         .map_err(Error::from)
@@ -304,7 +304,8 @@ impl Finisher<'_> {
             .iter()
             .filter(|e| e.file_type == FileType::Dir)
             .count() as u32;
-        let plan = directory::plan(&mut entries, &self.hash_seed, min_blocks).map_err(|e| {
+        let bs = self.bs.bytes();
+        let plan = directory::plan(&mut entries, &self.hash_seed, min_blocks, bs).map_err(|e| {
             Error::limit(format!(
                 "directory with {} entries needs {} leaf blocks, more than an htree indexes",
                 entries.len(),
@@ -317,7 +318,7 @@ impl Finisher<'_> {
         let seed = inode_seed(self.fs_seed, self_ino, 0);
         let mut physical = runs.iter().flat_map(|r| r.start..r.end());
         let sink = &mut self.sink;
-        directory::encode(&plan, &entries, self_ino, parent_ino, seed, |block| {
+        directory::encode(&plan, &entries, self_ino, parent_ino, seed, bs, |block| {
             let nr = physical
                 .next()
                 .ok_or_else(|| std::io::Error::other("directory plan and allocation disagree"))?;
@@ -351,7 +352,7 @@ impl Finisher<'_> {
             }
             (Kind::Symlink, Content::Symlink(target)) if target.len() > FAST_SYMLINK_MAX => {
                 let runs = self.alloc_runs(1)?;
-                let mut block = vec![0u8; BLOCK_SIZE];
+                let mut block = vec![0u8; self.bs.bytes()];
                 block[..target.len()].copy_from_slice(target);
                 self.sink.write(runs[0].start, &block)?;
                 placed.own = runs_to_extents(&runs);
@@ -364,12 +365,12 @@ impl Finisher<'_> {
         }
         let attrs = xattrs::stored(&data.attrs.xattrs);
         if !attrs.is_empty() {
-            let placement = xattrs::place(&attrs).ok_or_else(|| {
+            let placement = xattrs::place(&attrs, self.bs.bytes()).ok_or_else(|| {
                 Error::limit("extended attributes do not fit in the inode and one block")
             })?;
             if !placement.block.is_empty() {
                 let nr = self.alloc_runs(1)?[0].start;
-                let mut block = vec![0u8; BLOCK_SIZE];
+                let mut block = vec![0u8; self.bs.bytes()];
                 xattr::encode_block(&mut block, nr, self.fs_seed, &placement.block);
                 self.sink.write(nr, &block)?;
                 placed.xattr_block = nr;
@@ -402,7 +403,13 @@ impl Finisher<'_> {
                 inode.i_size = *size;
                 inode.i_flags = InodeFlags::EXTENTS;
                 blocks += extents.iter().map(|e| u64::from(e.len())).sum::<u64>();
-                extent_root(extents, placed.tree_start, seed, &mut inode.i_block)?;
+                extent_root(
+                    extents,
+                    placed.tree_start,
+                    seed,
+                    self.bs,
+                    &mut inode.i_block,
+                )?;
             }
             Content::Symlink(target) if target.len() <= FAST_SYMLINK_MAX => {
                 inode.i_size = target.len() as u64;
@@ -411,7 +418,7 @@ impl Finisher<'_> {
             Content::Device { major, minor } => encode_device(*major, *minor, &mut inode.i_block),
             Content::Symlink(_) | Content::None => {
                 if !placed.own.is_empty() {
-                    inode.i_size = placed.own_blocks * BS;
+                    inode.i_size = placed.own_blocks * self.bs.bytes_u64();
                     if let Content::Symlink(target) = &data.content {
                         inode.i_size = target.len() as u64;
                     }
@@ -420,14 +427,20 @@ impl Finisher<'_> {
                         inode.i_flags |= InodeFlags::INDEX;
                     }
                     blocks += placed.own_blocks;
-                    extent_root(&placed.own, placed.tree_start, seed, &mut inode.i_block)?;
+                    extent_root(
+                        &placed.own,
+                        placed.tree_start,
+                        seed,
+                        self.bs,
+                        &mut inode.i_block,
+                    )?;
                 }
             }
         }
-        inode.i_blocks = blocks * (BS / 512);
+        inode.i_blocks = blocks * (self.bs.bytes_u64() / 512);
         inode.i_file_acl = placed.xattr_block;
         let attrs = xattrs::stored(&data.attrs.xattrs);
-        if let Some(placement) = xattrs::place(&attrs) {
+        if let Some(placement) = xattrs::place(&attrs, self.bs.bytes()) {
             xattr::encode_ibody(&mut inode.ibody_xattrs, &placement.ibody);
         }
         Ok(inode)
@@ -440,12 +453,13 @@ fn extent_root(
     extents: &[Extent],
     tree_start: u64,
     seed: u32,
+    bs: BlockSize,
     i_block: &mut [u8; inode::I_BLOCK_SIZE],
 ) -> Result<()> {
     extent::encode_tree(
         extents,
         tree_start,
-        BLOCK_SIZE,
+        bs.bytes(),
         seed,
         i_block,
         |_, _| Ok(()),
@@ -460,21 +474,22 @@ fn journal_inode(
     blocks: u64,
     time: DiskTime,
     seed: u32,
+    bs: BlockSize,
 ) -> Result<Inode> {
-    let (tree_blocks, _) = extent::tree_shape(extents.len(), BLOCK_SIZE);
+    let (tree_blocks, _) = extent::tree_shape(extents.len(), bs.bytes());
     let mut inode = Inode {
         i_mode: mode::S_IFREG | 0o600,
-        i_size: blocks * BS,
+        i_size: blocks * bs.bytes_u64(),
         i_atime: time,
         i_ctime: time,
         i_mtime: time,
         i_crtime: time,
         i_links_count: 1,
-        i_blocks: (blocks + tree_blocks) * (BS / 512),
+        i_blocks: (blocks + tree_blocks) * (bs.bytes_u64() / 512),
         i_flags: InodeFlags::EXTENTS,
         ..Inode::default()
     };
-    extent_root(extents, tree_start, seed, &mut inode.i_block)?;
+    extent_root(extents, tree_start, seed, bs, &mut inode.i_block)?;
     Ok(inode)
 }
 
@@ -625,6 +640,7 @@ impl Finisher<'_> {
                     blocks,
                     time,
                     seed,
+                    self.bs,
                 )?))
             }
             None => Ok(None),
@@ -653,7 +669,7 @@ impl Finisher<'_> {
             let last = (first + ipg - 1).min(max_ino);
             table.clear();
             table.resize(
-                ((last - first + 1) as usize * INODE_SIZE).next_multiple_of(BLOCK_SIZE),
+                ((last - first + 1) as usize * INODE_SIZE).next_multiple_of(self.bs.bytes()),
                 0,
             );
             for n in first..=last {
@@ -709,7 +725,7 @@ impl Finisher<'_> {
         for g in 0..u64::from(geo.groups) {
             if has_super(g) {
                 used.push(Run {
-                    start: g * u64::from(BLOCKS_PER_GROUP),
+                    start: geo.group_start(g as u32),
                     len: 1 + geo.gdt_blocks(),
                 });
             }
@@ -728,7 +744,7 @@ impl Finisher<'_> {
             }
         }
         let mut descs = Vec::with_capacity(geo.groups as usize);
-        let mut block = vec![0u8; BLOCK_SIZE];
+        let mut block = vec![0u8; self.bs.bytes()];
         let mut next_run = 0usize;
         for g in 0..geo.groups {
             let gstart = geo.group_start(g);
@@ -749,7 +765,7 @@ impl Finisher<'_> {
                 next_run += 1;
             }
             bm.pad_from(glen);
-            let block_csum = bm.checksum(self.fs_seed, BLOCKS_PER_GROUP);
+            let block_csum = bm.checksum(self.fs_seed, self.bs.blocks_per_group());
             self.sink
                 .write(layout.meta.block_bitmaps[g as usize], &block)?;
             // Inodes 1..=max_ino are all in use: each group's used inodes are a prefix.
@@ -788,20 +804,23 @@ impl Finisher<'_> {
         descs: &[GroupDesc],
         geo: &Geometry,
     ) -> Result<()> {
-        let mut gdt = vec![0u8; geo.gdt_blocks() as usize * BLOCK_SIZE];
+        let bs = self.bs.bytes();
+        let mut gdt = vec![0u8; geo.gdt_blocks() as usize * bs];
         for (g, d) in descs.iter().enumerate() {
             let mut raw = [0u8; DESC_SIZE];
             d.encode(g as u32, self.fs_seed, &mut raw);
             gdt[g * DESC_SIZE..(g + 1) * DESC_SIZE].copy_from_slice(&raw);
         }
         let mut sb_raw = [0u8; SUPERBLOCK_SIZE];
-        let mut first = vec![0u8; BLOCK_SIZE];
+        let mut first = vec![0u8; bs];
         for g in (0..geo.groups).filter(|&g| has_super(u64::from(g))) {
             sb.s_block_group_nr = g as u16;
             sb.encode(&mut sb_raw);
             first.fill(0);
+            // The primary superblock is at byte 1024: inside block 0, or block 1 of its own
+            // with 1 KiB blocks (where group 0 starts). Copies start their group's first block.
             let at = if g == 0 {
-                SUPERBLOCK_OFFSET as usize
+                SUPERBLOCK_OFFSET as usize % bs
             } else {
                 0
             };
@@ -849,9 +868,9 @@ fn superblock(
         s_r_blocks_count: 0,
         s_free_blocks_count: free_blocks,
         s_free_inodes_count: (geo.inodes_count() - u64::from(max_ino)) as u32,
-        s_first_data_block: 0,
-        s_log_block_size: LOG_BLOCK_SIZE,
-        s_blocks_per_group: BLOCKS_PER_GROUP,
+        s_first_data_block: geo.block_size.first_data_block() as u32,
+        s_log_block_size: geo.block_size.log(),
+        s_blocks_per_group: geo.block_size.blocks_per_group(),
         s_inodes_per_group: geo.inodes_per_group,
         s_mkfs_time: opts.time.sec.max(0) as u64,
         s_first_ino: ino::FIRST,
@@ -899,11 +918,13 @@ pub(crate) fn finish(
 ) -> Result<Summary> {
     let numbering = number(tree)?;
     let id = Identity::derive(opts, &content_digest(tree, &numbering, opts, data_crc));
+    let bs = alloc.block_size();
     let mut fin = Finisher {
         tree,
+        bs,
         opts,
         alloc,
-        sink: BlockSink::new(file, 2 << 20)?,
+        sink: BlockSink::new(file, bs, 2 << 20)?,
         meta_runs: Vec::new(),
         fs_seed: fs_seed(&id.uuid),
         hash_seed: id.hash_seed,
@@ -913,10 +934,10 @@ pub(crate) fn finish(
     let journal = fin.journal_inode(&layout)?;
     fin.write_inode_tables(&numbering, &placements, &layout, journal.as_ref())?;
     if let Some((extents, _)) = &layout.meta.journal {
-        let mut block = vec![0u8; BLOCK_SIZE];
+        let mut block = vec![0u8; bs.bytes()];
         journal::encode_superblock(
             &mut block,
-            BLOCK_SIZE as u32,
+            bs.bytes() as u32,
             layout.journal_blocks.unwrap_or(0) as u32,
             &id.uuid,
         );
@@ -929,11 +950,12 @@ pub(crate) fn finish(
     fin.write_superblocks(&mut sb, &descs, &layout.geo)?;
     fin.sink.finish()?;
     let geo = layout.geo;
-    file.set_len(geo.blocks_count * BS)
+    let bsz = bs.bytes_u64();
+    file.set_len(geo.blocks_count * bsz)
         .map_err(|e| Error::io("cannot size the image", e))?;
     Ok(Summary {
-        image_bytes: geo.blocks_count * BS,
-        block_size: BS,
+        image_bytes: geo.blocks_count * bsz,
+        block_size: bsz,
         blocks_count: geo.blocks_count,
         blocks_used: geo.blocks_count - sb.s_free_blocks_count,
         blocks_free: sb.s_free_blocks_count,

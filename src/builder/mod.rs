@@ -28,16 +28,15 @@ use std::path::Path;
 use serde::Serialize;
 
 pub use data::FileSession;
-pub use options::{BuildOptions, Headroom, Limits};
+pub use options::{BlockSize, BuildOptions, Headroom, Limits};
 
 use crate::entry::{Metadata, Special, Timestamp, Xattr};
 use crate::error::{show_path, Error, ErrorKind, Result};
 use crate::ext4::acl;
 use crate::ext4::inode::{TIME_MAX, TIME_MIN};
 use crate::ext4::xattr::{self, index, Attr};
-use crate::ext4::{BLOCKS_PER_GROUP, BLOCK_SIZE};
 use crate::layout::alloc::BlockAllocator;
-use crate::layout::geometry::{gdt_blocks, groups_for};
+use crate::layout::geometry::{descs_per_block, gdt_blocks, groups_for};
 use crate::layout::xattrs;
 use crate::tree::path::normalize;
 use crate::tree::{Attrs, Content, InodeData, Kind, NodeId, Tree, Xattrs, ROOT};
@@ -122,35 +121,51 @@ impl ImageBuilder {
                 )));
             }
         }
-        let max_blocks = opts.limits.max_size / BLOCK_SIZE as u64;
-        let limit = match opts.size {
-            Some(size) => (size / BLOCK_SIZE as u64).min(max_blocks),
-            None => max_blocks,
+        let bs = opts.block_size;
+        let bsz = bs.bytes_u64();
+        let bpg = u64::from(bs.blocks_per_group());
+        let max_blocks = opts.limits.max_size / bsz;
+        // Room for the largest descriptor table is held in every group with a superblock copy
+        // from the start; without a fixed size, at most a sixteenth of a group is held (16 TiB
+        // at 4 KiB blocks, 64 GiB at 1 KiB).
+        let largest = bs.first_data_block() + bpg * (bpg / 16) * descs_per_block(bs);
+        let (limit, limit_reason) = match opts.size {
+            Some(size) if size < opts.limits.max_size => {
+                (size / bsz, format!("the size given ({size} bytes)"))
+            }
+            _ if max_blocks > largest => (
+                largest,
+                format!(
+                    "the largest image of {bsz}-byte blocks, {} bytes (choose larger blocks)",
+                    largest * bsz
+                ),
+            ),
+            _ => (
+                max_blocks,
+                format!(
+                    "its maximum size of {} bytes (see the max_size option)",
+                    opts.limits.max_size
+                ),
+            ),
         };
-        if limit < 2048 {
+        if limit * bsz < 8 << 20 {
             return Err(Error::invalid(format!(
                 "an image of {} bytes is too small (at least 8 MiB)",
-                limit * BLOCK_SIZE as u64
+                limit * bsz
             )));
         }
-        let reserved = gdt_blocks(groups_for(limit));
-        if reserved + 1 >= u64::from(BLOCKS_PER_GROUP) {
+        let reserved = gdt_blocks(groups_for(limit, bs), bs);
+        if reserved + 1 >= bpg {
             return Err(Error::invalid(
-                "maximum image size too large for a descriptor table in group 0",
+                "the image size is too large for a descriptor table in group 0",
             ));
         }
         let output = Output::create(path).map_err(|e| e.with_source(path.display()))?;
-        let alloc = BlockAllocator::new(reserved, limit);
-        let limit_reason = match opts.size {
-            Some(size) if size < opts.limits.max_size => format!("the size given ({size} bytes)"),
-            _ => format!(
-                "its maximum size of {} bytes (see the max_size option)",
-                opts.limits.max_size
-            ),
-        };
+        let alloc = BlockAllocator::new(bs, reserved, limit);
         let data = DataWriter::new(
             output.file(),
             alloc,
+            bs,
             opts.buffer_size,
             opts.cancel.clone(),
             limit_reason,
@@ -265,10 +280,11 @@ impl ImageBuilder {
         xattrs.sort_by(|a, b| a.name.cmp(&b.name));
         if !xattrs.is_empty() {
             let list = xattrs::stored(&xattrs);
-            if xattrs::place(&list).is_none() {
+            let bs = self.opts.block_size.bytes();
+            if xattrs::place(&list, bs).is_none() {
                 let total: usize = list.iter().map(Attr::footprint).sum();
                 return Err(Error::limit(format!(
-                    "extended attributes take {total} bytes, more than fit in the inode and one 4 KiB block"
+                    "extended attributes take {total} bytes, more than fit in the inode and one {bs}-byte block"
                 )));
             }
         }
@@ -427,9 +443,16 @@ impl ImageBuilder {
         };
         let (kind, content) = match special {
             Special::Symlink(target) => {
-                if target.is_empty() || target.len() >= BLOCK_SIZE || target.contains(&0) {
+                if target.is_empty() || target.len() >= 4096 || target.contains(&0) {
                     return Err(Error::corrupt(format!(
                         "symlink target of {} bytes is not 1 to 4095 bytes without NUL",
+                        target.len()
+                    )));
+                }
+                let bs = self.opts.block_size.bytes();
+                if target.len() >= bs {
+                    return Err(Error::limit(format!(
+                        "symlink target of {} bytes does not fit in a {bs}-byte block (choose larger blocks)",
                         target.len()
                     )));
                 }

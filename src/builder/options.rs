@@ -4,6 +4,7 @@ use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
 use crate::entry::Timestamp;
+pub use crate::ext4::BlockSize;
 pub use crate::layout::sizing::Headroom;
 
 /// Bounds that protect against hostile or broken input.
@@ -34,9 +35,16 @@ impl Default for Limits {
 #[derive(Clone, Debug)]
 #[non_exhaustive]
 pub struct BuildOptions {
-    /// Exact image size in bytes (rounded down to 4 KiB). The build fails, stating the size
-    /// needed, when the content does not fit. Default: sized to the content.
+    /// Exact image size in bytes (rounded down to whole blocks). The build fails, stating the
+    /// size needed, when the content does not fit. Default: sized to the content.
     pub size: Option<u64>,
+    /// Filesystem block size. Default 4 KiB. File data is placed as it streams in, so this is
+    /// chosen before the content is seen; [`BuildOptions::block_size_for_content`] gives the
+    /// size mke2fs would choose for the expected image (1 KiB below 512 MiB). 1 KiB
+    /// blocks waste less space at the end of small files, but limit an image to 64 GiB, a
+    /// file to 4 TiB, a symlink target to 1023 bytes and a file's extended attributes to what
+    /// fits in the inode and one 1 KiB block.
+    pub block_size: BlockSize,
     /// Free space beyond the content when the size is not fixed. Default 20 %.
     pub headroom: Headroom,
     /// Smallest image when the size is not fixed. Default 64 MiB.
@@ -64,10 +72,28 @@ pub struct BuildOptions {
     pub buffer_size: usize,
 }
 
+impl BuildOptions {
+    /// The block size mke2fs would choose for the image these options make of about
+    /// `content_bytes` bytes of content: 1 KiB blocks when the fixed size, or else the content
+    /// with its headroom and at least the minimum size, is under 512 MiB (mke2fs.conf's
+    /// "small" type), otherwise 4 KiB.
+    pub fn block_size_for_content(&self, content_bytes: u64) -> BlockSize {
+        let expected = self.size.unwrap_or_else(|| {
+            let headroom = match self.headroom {
+                Headroom::Percent(p) => content_bytes.saturating_mul(u64::from(p)) / 100,
+                Headroom::Bytes(b) => b,
+            };
+            content_bytes.saturating_add(headroom).max(self.min_size)
+        });
+        crate::layout::sizing::block_size_for(expected)
+    }
+}
+
 impl Default for BuildOptions {
     fn default() -> Self {
         BuildOptions {
             size: None,
+            block_size: BlockSize::K4,
             headroom: Headroom::Percent(20),
             min_size: crate::layout::sizing::MIN_IMAGE_BYTES,
             inodes: None,

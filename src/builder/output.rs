@@ -10,7 +10,7 @@ use tempfile::NamedTempFile;
 
 use super::writer::{AlignedBuf, BackgroundWriter};
 use crate::error::{Error, Result};
-use crate::ext4::BLOCK_SIZE;
+use crate::ext4::BlockSize;
 
 /// The image file while it is being written.
 pub struct Output {
@@ -80,18 +80,21 @@ impl Output {
 /// Gathers writes to consecutive blocks into large runs for the background writer.
 pub struct BlockSink {
     writer: BackgroundWriter,
+    /// Block size in bytes.
+    bs: usize,
     buf: AlignedBuf,
     len: usize,
     start: u64,
 }
 
 impl BlockSink {
-    /// A sink writing to `file` in runs of up to `cap` bytes.
-    pub fn new(file: &File, cap: usize) -> Result<Self> {
+    /// A sink writing `bs` blocks to `file` in runs of up to `cap` bytes.
+    pub fn new(file: &File, bs: BlockSize, cap: usize) -> Result<Self> {
         let mut writer = BackgroundWriter::start(file, 2, cap)?;
         let buf = writer.take_buffer()?;
         Ok(BlockSink {
             writer,
+            bs: bs.bytes(),
             buf,
             len: 0,
             start: 0,
@@ -100,11 +103,12 @@ impl BlockSink {
 
     /// Queues whole blocks for block `block` onwards.
     pub fn write(&mut self, block: u64, data: &[u8]) -> Result<()> {
-        debug_assert_eq!(data.len() % BLOCK_SIZE, 0);
+        let bs = self.bs;
+        debug_assert_eq!(data.len() % bs, 0);
         let cap = self.buf.as_slice().len();
         for (i, chunk) in data.chunks(cap).enumerate() {
-            let at = block + (i * cap / BLOCK_SIZE) as u64;
-            let next = self.start + (self.len / BLOCK_SIZE) as u64;
+            let at = block + (i * cap / bs) as u64;
+            let next = self.start + (self.len / bs) as u64;
             if self.len > 0 && (at != next || self.len + chunk.len() > cap) {
                 self.flush()?;
             }
@@ -122,7 +126,8 @@ impl BlockSink {
         if self.len > 0 {
             let next = self.writer.take_buffer()?;
             let full = std::mem::replace(&mut self.buf, next);
-            self.writer.write(self.start, full, self.len)?;
+            self.writer
+                .write(self.start * self.bs as u64, full, self.len)?;
             self.len = 0;
         }
         Ok(())
@@ -135,11 +140,10 @@ impl BlockSink {
     }
 }
 
-/// Makes `count` blocks from `block` read as zeros and take no space: punches a hole, or writes
+/// Makes `len` bytes from `offset` read as zeros and take no space: punches a hole, or writes
 /// zeros where the filesystem cannot punch.
-pub fn discard(file: &File, block: u64, count: u64) -> io::Result<()> {
+pub fn discard(file: &File, offset: u64, len: u64) -> io::Result<()> {
     use rustix::fs::{fallocate, FallocateFlags};
-    let (offset, len) = (block * BLOCK_SIZE as u64, count * BLOCK_SIZE as u64);
     match fallocate(
         file,
         FallocateFlags::PUNCH_HOLE | FallocateFlags::KEEP_SIZE,
@@ -148,7 +152,7 @@ pub fn discard(file: &File, block: u64, count: u64) -> io::Result<()> {
     ) {
         Ok(()) => Ok(()),
         Err(_) => {
-            let zeros = vec![0u8; BLOCK_SIZE * 256];
+            let zeros = vec![0u8; 1 << 20];
             let mut done = 0u64;
             while done < len {
                 let n = (len - done).min(zeros.len() as u64) as usize;

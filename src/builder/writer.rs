@@ -13,11 +13,11 @@ use std::sync::mpsc::{self, Receiver, SyncSender};
 use std::thread::{self, JoinHandle};
 
 use crate::error::{Error, Result};
-use crate::ext4::BLOCK_SIZE;
 
-/// Memory alignment `O_DIRECT` asks of buffers (and of offsets and lengths, which are whole
-/// blocks here).
-const ALIGN: usize = BLOCK_SIZE;
+/// Memory alignment of the buffers: what `O_DIRECT` asks of them on any device. Offsets and
+/// lengths are whole filesystem blocks; where the device wants more than that, the write is
+/// refused and the writer goes on through the page cache.
+const ALIGN: usize = 4096;
 
 /// A heap buffer whose usable part starts on an [`ALIGN`] boundary.
 pub struct AlignedBuf {
@@ -46,14 +46,14 @@ impl AlignedBuf {
 }
 
 enum Job {
-    /// Write the first `len` bytes of the buffer at block `block`, then give the buffer back.
+    /// Write the first `len` bytes of the buffer at byte `offset`, then give the buffer back.
     Write {
-        block: u64,
+        offset: u64,
         buf: AlignedBuf,
         len: usize,
     },
-    /// Make blocks read as zeros (freed file data).
-    Discard { block: u64, count: u64 },
+    /// Make `len` bytes from `offset` read as zeros (freed file data).
+    Discard { offset: u64, len: u64 },
 }
 
 /// What the writer thread did, when it ends.
@@ -88,9 +88,8 @@ fn run(file: File, jobs: Receiver<Job>, spare: SyncSender<AlignedBuf>) -> io::Re
     let mut crc = 0u32;
     for job in jobs {
         match job {
-            Job::Write { block, buf, len } => {
+            Job::Write { offset, buf, len } => {
                 let data = &buf.as_slice()[..len];
-                let offset = block * BLOCK_SIZE as u64;
                 match file.write_all_at(data, offset) {
                     Ok(()) => {}
                     // Some filesystems accept the flag but not the alignment: write through
@@ -110,7 +109,7 @@ fn run(file: File, jobs: Receiver<Job>, spare: SyncSender<AlignedBuf>) -> io::Re
                 // The builder may be gone after an error; then the buffer is simply dropped.
                 let _ = spare.send(buf);
             }
-            Job::Discard { block, count } => super::output::discard(&file, block, count)?,
+            Job::Discard { offset, len } => super::output::discard(&file, offset, len)?,
         }
     }
     if direct {
@@ -152,14 +151,14 @@ impl BackgroundWriter {
         }
     }
 
-    /// Queues the first `len` bytes of `buf` for block `block` onwards.
-    pub fn write(&mut self, block: u64, buf: AlignedBuf, len: usize) -> Result<()> {
-        self.send(Job::Write { block, buf, len })
+    /// Queues the first `len` bytes of `buf` for byte `offset` onwards.
+    pub fn write(&mut self, offset: u64, buf: AlignedBuf, len: usize) -> Result<()> {
+        self.send(Job::Write { offset, buf, len })
     }
 
-    /// Queues freeing `count` blocks from `block`, after every write queued before.
-    pub fn discard(&mut self, block: u64, count: u64) -> Result<()> {
-        self.send(Job::Discard { block, count })
+    /// Queues freeing `len` bytes from `offset`, after every write queued before.
+    pub fn discard(&mut self, offset: u64, len: u64) -> Result<()> {
+        self.send(Job::Discard { offset, len })
     }
 
     fn send(&mut self, job: Job) -> Result<()> {
@@ -227,6 +226,7 @@ mod tests {
 
     #[test]
     fn writes_land_in_order_with_discards() {
+        const BLOCK_SIZE: usize = 4096;
         let dir = tempfile::tempdir().unwrap();
         let file = File::options()
             .read(true)
@@ -239,9 +239,11 @@ mod tests {
         for (i, byte) in [1u8, 2, 3].into_iter().enumerate() {
             let mut b = w.take_buffer().unwrap();
             b.as_mut_slice().fill(byte);
-            w.write(i as u64 * 3, b, 3 * BLOCK_SIZE).unwrap();
+            w.write((i * 3 * BLOCK_SIZE) as u64, b, 3 * BLOCK_SIZE)
+                .unwrap();
         }
-        w.discard(3, 3).unwrap();
+        w.discard(3 * BLOCK_SIZE as u64, 3 * BLOCK_SIZE as u64)
+            .unwrap();
         let (crc, _) = w.finish().unwrap();
         let mut all = vec![0u8; 9 * BLOCK_SIZE];
         file.read_exact_at(&mut all, 0).unwrap();

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 
-use oci2ext4::{BuildOptions, ErrorKind, Headroom, Timestamp};
+use oci2ext4::{BlockSize, BuildOptions, ErrorKind, Headroom, Timestamp};
 
 /// Turn container images into bootable ext4 filesystem images.
 #[derive(Parser, Debug)]
@@ -106,6 +106,11 @@ pub struct ImageArgs {
     /// Exact image size (e.g. 2G); fails if the content does not fit.
     #[arg(long, value_parser = units::parse_size)]
     pub size: Option<u64>,
+    /// Block size: 1024, 2048, 4096, or auto: as mke2fs chooses, 1024 for an image expected
+    /// to be under 512 MiB (from the size given, or the layers' sizes and the headroom), else
+    /// 4096.
+    #[arg(long, value_name = "BYTES", default_value = "auto", value_parser = parse_block_size)]
+    pub block_size: BlockSizeArg,
     /// Free space beyond the content: a percentage (20%) or a size (512M).
     #[arg(long, default_value = "20%")]
     pub headroom: String,
@@ -172,6 +177,40 @@ fn usage(message: impl Into<String>) -> Failure {
         message: message.into(),
         code: 2,
     }
+}
+
+/// The `--block-size` argument.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BlockSizeArg {
+    /// Chosen from the expected image size.
+    Auto,
+    /// Given.
+    Fixed(BlockSize),
+}
+
+/// `auto` or a block size in bytes.
+fn parse_block_size(s: &str) -> Result<BlockSizeArg, String> {
+    if s == "auto" {
+        return Ok(BlockSizeArg::Auto);
+    }
+    s.parse::<u64>()
+        .ok()
+        .and_then(BlockSize::from_bytes)
+        .map(BlockSizeArg::Fixed)
+        .ok_or_else(|| format!("{s:?} is not auto, 1024, 2048 or 4096"))
+}
+
+/// Sets the block size of `opts`: the one given, or with `auto` the one mke2fs would choose for
+/// about `content_bytes()` bytes of content (not called when a block size is given).
+pub fn choose_block_size(
+    args: &ImageArgs,
+    opts: &mut BuildOptions,
+    content_bytes: impl FnOnce() -> u64,
+) {
+    opts.block_size = match args.block_size {
+        BlockSizeArg::Fixed(bs) => bs,
+        BlockSizeArg::Auto => opts.block_size_for_content(content_bytes()),
+    };
 }
 
 fn parse_uuid(s: &str, what: &str) -> Result<[u8; 16], Failure> {

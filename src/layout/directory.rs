@@ -6,7 +6,6 @@ use crate::ext4::dir::{rec_len, DirBlock, FileType, TAIL_SIZE};
 use crate::ext4::dirhash::{half_md4, CharSign};
 use crate::ext4::htree::{self, DxEntry, MAX_INDIRECT_LEVELS};
 use crate::ext4::superblock::DX_HASH_HALF_MD4;
-use crate::ext4::BLOCK_SIZE;
 
 /// How the directory hash treats name bytes; written to the superblock flags to match.
 pub const HASH_SIGN: CharSign = CharSign::Unsigned;
@@ -25,8 +24,10 @@ pub struct Entry<'a> {
     pub file_type: FileType,
 }
 
-/// Space for entries in a leaf block (before the checksum tail).
-const LEAF_SPACE: usize = BLOCK_SIZE - TAIL_SIZE;
+/// Space for entries in a leaf block of `bs` bytes (before the checksum tail).
+fn leaf_space(bs: usize) -> usize {
+    bs - TAIL_SIZE
+}
 /// Space `.` and `..` take at the start of a linear directory.
 const DOTS: usize = 2 * rec_len(2);
 
@@ -46,6 +47,8 @@ pub enum Plan {
         hashes: Vec<u32>,
         /// Index nodes between root and leaves (0 or 1 level).
         levels: u8,
+        /// Index entries an index node holds.
+        per_node: usize,
     },
 }
 
@@ -64,8 +67,9 @@ impl Plan {
             Plan::Htree {
                 leaf_starts,
                 levels,
+                per_node,
                 ..
-            } => 1 + nodes(leaf_starts.len(), *levels) + leaf_starts.len(),
+            } => 1 + nodes(leaf_starts.len(), *levels, *per_node) + leaf_starts.len(),
         }
     }
 
@@ -75,24 +79,26 @@ impl Plan {
     }
 }
 
-fn nodes(leaves: usize, levels: u8) -> usize {
+fn nodes(leaves: usize, levels: u8, per_node: usize) -> usize {
     if levels == 0 {
         0
     } else {
-        leaves.div_ceil(htree::node_limit(BLOCK_SIZE))
+        leaves.div_ceil(per_node)
     }
 }
 
-/// Plans a directory. `entries` (without `.` and `..`) may be reordered: an htree sorts them by
-/// hash. `min_blocks` makes a linear directory at least that long (mke2fs gives `lost+found`
-/// four blocks).
+/// Plans a directory of `bs`-byte blocks. `entries` (without `.` and `..`) may be reordered: an
+/// htree sorts them by hash. `min_blocks` makes a linear directory at least that long (mke2fs
+/// gives `lost+found` four blocks).
 pub fn plan(
     entries: &mut [Entry<'_>],
     hash_seed: &[u8; 16],
     min_blocks: usize,
+    bs: usize,
 ) -> Result<Plan, TooLarge> {
     let total: usize = entries.iter().map(|e| rec_len(e.name.len())).sum();
-    if DOTS + total <= LEAF_SPACE {
+    let leaf_space = leaf_space(bs);
+    if DOTS + total <= leaf_space {
         return Ok(Plan::Linear {
             blocks: min_blocks.max(1),
         });
@@ -113,38 +119,38 @@ pub fn plan(
     let mut used = 0;
     for (i, e) in entries.iter().enumerate() {
         let len = rec_len(e.name.len());
-        if used + len > LEAF_SPACE {
+        if used + len > leaf_space {
             leaf_starts.push(i);
             used = 0;
         }
         used += len;
     }
     let leaves = leaf_starts.len();
-    let levels = if leaves <= htree::root_limit(BLOCK_SIZE) {
-        0
-    } else {
-        1
-    };
-    if levels > MAX_INDIRECT_LEVELS || nodes(leaves, levels) > htree::root_limit(BLOCK_SIZE) {
+    let (root_limit, per_node) = (htree::root_limit(bs), htree::node_limit(bs));
+    let levels = if leaves <= root_limit { 0 } else { 1 };
+    if levels > MAX_INDIRECT_LEVELS || nodes(leaves, levels, per_node) > root_limit {
         return Err(TooLarge { leaves });
     }
     Ok(Plan::Htree {
         leaf_starts,
         hashes,
         levels,
+        per_node,
     })
 }
 
-/// Encodes the planned directory block by block, in logical order, handing each to `emit`.
+/// Encodes the planned directory block by block (`bs` bytes each), in logical order, handing
+/// each to `emit`.
 pub fn encode(
     plan: &Plan,
     entries: &[Entry<'_>],
     self_ino: u32,
     parent_ino: u32,
     inode_seed: u32,
+    bs: usize,
     mut emit: impl FnMut(&[u8]) -> std::io::Result<()>,
 ) -> std::io::Result<()> {
-    let mut block = vec![0u8; BLOCK_SIZE];
+    let mut block = vec![0u8; bs];
     match plan {
         Plan::Linear { blocks } => {
             let mut b = DirBlock::new(&mut block);
@@ -165,9 +171,10 @@ pub fn encode(
             leaf_starts,
             hashes,
             levels,
+            per_node,
         } => {
-            let leaves = leaf_starts.len();
-            let n_nodes = nodes(leaves, *levels);
+            let (leaves, per_node) = (leaf_starts.len(), *per_node);
+            let n_nodes = nodes(leaves, *levels, per_node);
             let first_leaf = 1 + n_nodes;
             // The index entry of leaf i: its first hash, with bit 0 set when it continues a run
             // of equal hashes from the previous leaf.
@@ -181,7 +188,6 @@ pub fn encode(
                 }
             };
             // The root indexes the leaves directly, or one level of index nodes that do.
-            let per_node = htree::node_limit(BLOCK_SIZE);
             let root: Vec<DxEntry> = if *levels == 0 {
                 (0..leaves).map(leaf_entry).collect()
             } else {
@@ -248,21 +254,22 @@ mod tests {
     fn small_directories_are_linear() {
         let n = names(10, 8);
         let mut e = entries(&n);
-        let p = plan(&mut e, &[1; 16], 1).unwrap();
+        let p = plan(&mut e, &[1; 16], 1, 4096).unwrap();
         assert!(!p.is_htree());
         assert_eq!(p.blocks(), 1);
-        assert_eq!(plan(&mut e, &[1; 16], 4).unwrap().blocks(), 4);
+        assert_eq!(plan(&mut e, &[1; 16], 4, 4096).unwrap().blocks(), 4);
     }
 
     #[test]
     fn large_directories_are_hashed_and_sorted() {
         let n = names(2000, 20);
         let mut e = entries(&n);
-        let p = plan(&mut e, &[1; 16], 1).unwrap();
+        let p = plan(&mut e, &[1; 16], 1, 4096).unwrap();
         let Plan::Htree {
             leaf_starts,
             hashes,
             levels,
+            ..
         } = &p
         else {
             panic!("expected an htree")
@@ -272,7 +279,7 @@ mod tests {
         // 28-byte records, 145 to a leaf.
         assert_eq!(leaf_starts.len(), 2000usize.div_ceil(145));
         let mut blocks = 0;
-        encode(&p, &e, 12, 2, 0, |_| {
+        encode(&p, &e, 12, 2, 0, 4096, |_| {
             blocks += 1;
             Ok(())
         })
@@ -286,10 +293,31 @@ mod tests {
             .map(|i| format!("{i:0>250}").into_bytes())
             .collect();
         let mut e = entries(&n);
-        let p = plan(&mut e, &[1; 16], 1).unwrap();
+        let p = plan(&mut e, &[1; 16], 1, 4096).unwrap();
         let Plan::Htree { levels, .. } = &p else {
             panic!("expected an htree")
         };
         assert_eq!(*levels, 1);
+    }
+
+    #[test]
+    fn one_kib_blocks_hold_fewer_entries() {
+        let n = names(2000, 20);
+        let mut e = entries(&n);
+        assert!(!plan(&mut e[..30], &[1; 16], 1, 1024).unwrap().is_htree());
+        let p = plan(&mut e, &[1; 16], 1, 1024).unwrap();
+        let Plan::Htree { leaf_starts, .. } = &p else {
+            panic!("expected an htree")
+        };
+        // 28-byte records, 36 to a 1 KiB leaf (1012 bytes before the tail).
+        assert_eq!(leaf_starts.len(), 2000usize.div_ceil(36));
+        let mut sizes = Vec::new();
+        encode(&p, &e, 12, 2, 0, 1024, |b| {
+            sizes.push(b.len());
+            Ok(())
+        })
+        .unwrap();
+        assert_eq!(sizes.len(), p.blocks());
+        assert!(sizes.iter().all(|&s| s == 1024));
     }
 }

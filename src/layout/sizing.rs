@@ -2,12 +2,28 @@
 //! and placing the per-group metadata (bitmaps, inode tables) and the journal.
 
 use super::alloc::{BlockAllocator, OutOfSpace, Run};
-use super::geometry::{gdt_blocks, groups_for, has_super, Geometry, INODES_PER_BLOCK};
+use super::geometry::{
+    gdt_blocks, group_start, groups_for, has_super, inodes_per_group_step, Geometry,
+};
 use crate::ext4::extent::{self, Extent, EXT_INIT_MAX_LEN};
-use crate::ext4::{BLOCKS_PER_GROUP, BLOCK_SIZE};
+use crate::ext4::BlockSize;
 
 /// Smallest image written unless a size is given: 64 MiB.
 pub const MIN_IMAGE_BYTES: u64 = 64 << 20;
+
+/// Images smaller than this get 1 KiB blocks from [`block_size_for`].
+pub const SMALL_IMAGE_BYTES: u64 = 512 << 20;
+
+/// The block size mke2fs chooses for a filesystem of `bytes` bytes: 1 KiB below 512 MiB
+/// (mke2fs.conf's "small" and "floppy" types), 4 KiB from there on. Small blocks waste less at
+/// the end of each file, which in a small image of small files is a good part of it.
+pub fn block_size_for(bytes: u64) -> BlockSize {
+    if bytes < SMALL_IMAGE_BYTES {
+        BlockSize::K1
+    } else {
+        BlockSize::K4
+    }
+}
 
 /// Journal size in blocks for a filesystem of `blocks` blocks, as mke2fs chooses it
 /// (`ext2fs_default_journal_size`); `None` below 2048 blocks, where mke2fs makes no journal.
@@ -53,10 +69,10 @@ pub enum Headroom {
 }
 
 impl Headroom {
-    fn blocks(self, used: u64) -> u64 {
+    fn blocks(self, used: u64, bs: BlockSize) -> u64 {
         match self {
             Headroom::Percent(p) => (used * u64::from(p)).div_ceil(100),
-            Headroom::Bytes(b) => b.div_ceil(BLOCK_SIZE as u64),
+            Headroom::Bytes(b) => b.div_ceil(bs.bytes_u64()),
         }
     }
 }
@@ -186,7 +202,7 @@ pub fn place_group_metadata(
     let journal = match journal_blocks {
         Some(n) => {
             let extents = runs_to_extents(&alloc_runs(alloc, n, &mut runs)?);
-            let (tree, _) = extent::tree_shape(extents.len(), BLOCK_SIZE);
+            let (tree, _) = extent::tree_shape(extents.len(), geometry.block_size.bytes());
             let tree_start = if tree > 0 {
                 let start = alloc.alloc_contiguous(tree)?;
                 runs.push(Run { start, len: tree });
@@ -207,14 +223,14 @@ pub fn place_group_metadata(
     })
 }
 
-fn inodes_per_group(total: u64, groups: u64) -> u64 {
-    let per = total.div_ceil(groups).max(u64::from(INODES_PER_BLOCK));
-    per.next_multiple_of(u64::from(INODES_PER_BLOCK))
+fn inodes_per_group(total: u64, groups: u64, bs: BlockSize) -> u64 {
+    let step = u64::from(inodes_per_group_step(bs));
+    total.div_ceil(groups).max(step).next_multiple_of(step)
 }
 
 /// Superblock and descriptor table blocks over all groups.
-fn super_overhead(groups: u64) -> u64 {
-    (0..groups).filter(|&g| has_super(g)).count() as u64 * (1 + gdt_blocks(groups))
+fn super_overhead(groups: u64, bs: BlockSize) -> u64 {
+    (0..groups).filter(|&g| has_super(g)).count() as u64 * (1 + gdt_blocks(groups, bs))
 }
 
 /// Chooses the geometry: the smallest that holds `demand` with the policy's headroom, or the
@@ -224,7 +240,9 @@ pub fn plan(
     policy: &SizePolicy,
     alloc: &BlockAllocator,
 ) -> Result<Plan, SizingError> {
-    let bpg = u64::from(BLOCKS_PER_GROUP);
+    let bs = alloc.block_size();
+    let bpg = u64::from(bs.blocks_per_group());
+    let first = bs.first_data_block();
     let total_inodes = match policy.inodes {
         Some(n) if n < demand.inodes_used => {
             return Err(SizingError::Inodes(format!(
@@ -242,24 +260,25 @@ pub fn plan(
     }
     let min_groups = total_inodes.div_ceil(bpg);
     let mut blocks = match policy.fixed_bytes {
-        Some(bytes) => bytes / BLOCK_SIZE as u64,
-        None => (policy.min_bytes / BLOCK_SIZE as u64)
+        Some(bytes) => bytes / bs.bytes_u64(),
+        None => (policy.min_bytes / bs.bytes_u64())
             .max(alloc.high_water())
-            .max(min_groups * bpg - bpg + 1),
+            .max(group_start(min_groups.max(1) - 1, bs) + 1),
     };
     loop {
-        let groups = groups_for(blocks).max(1);
-        let ipg = inodes_per_group(total_inodes, groups);
+        let groups = groups_for(blocks, bs).max(1);
+        let ipg = inodes_per_group(total_inodes, groups, bs);
         if ipg > bpg || groups * ipg > u64::from(u32::MAX) {
             if policy.fixed_bytes.is_some() {
                 return Err(SizingError::Inodes(format!(
                     "{total_inodes} inodes do not fit in a filesystem of {blocks} blocks"
                 )));
             }
-            blocks = blocks.max(total_inodes.div_ceil(bpg) * bpg);
+            blocks = blocks.max(first + total_inodes.div_ceil(bpg) * bpg);
             continue;
         }
         let geometry = Geometry {
+            block_size: bs,
             blocks_count: blocks,
             groups: groups as u32,
             inodes_per_group: ipg as u32,
@@ -276,22 +295,24 @@ pub fn plan(
             Err(e) => return Err(SizingError::OutOfSpace(e)),
         };
         let meta: u64 = placed.runs.iter().map(|r| r.len).sum();
-        let used = demand.used_blocks + meta + super_overhead(groups);
+        // With 1 KiB blocks, block 0 (the boot block) counts in the size but is in no group.
+        let used = first + demand.used_blocks + meta + super_overhead(groups, bs);
         let end = sim.high_water();
         // The last group, when it holds a superblock copy, must fit it and the descriptors.
         let last = groups - 1;
-        let last_len = blocks - last * bpg;
+        let last_start = group_start(last, bs);
+        let last_len = blocks - last_start;
         let last_min = if has_super(last) {
-            1 + gdt_blocks(groups) + 1
+            1 + gdt_blocks(groups, bs) + 1
         } else {
             1
         };
         let want = match policy.fixed_bytes {
-            Some(_) => end.max(used).max(last * bpg + last_min),
-            None => (policy.min_bytes / BLOCK_SIZE as u64)
+            Some(_) => end.max(used).max(last_start + last_min),
+            None => (policy.min_bytes / bs.bytes_u64())
                 .max(end)
-                .max(used + policy.headroom.blocks(used))
-                .max(last * bpg + last_min),
+                .max(used + policy.headroom.blocks(used, bs))
+                .max(last_start + last_min),
         };
         if want <= blocks && last_len >= last_min {
             return Ok(Plan {
@@ -320,13 +341,39 @@ fn too_small(
     };
     let needed = plan(demand, &relaxed, &alloc.with_limit(u64::MAX / 2))?;
     Err(SizingError::TooSmall {
-        needed_bytes: needed.geometry.blocks_count * BLOCK_SIZE as u64,
+        needed_bytes: needed.geometry.blocks_count * needed.geometry.block_size.bytes_u64(),
     })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn small_images_get_small_blocks() {
+        assert_eq!(block_size_for(0), BlockSize::K1);
+        assert_eq!(block_size_for(SMALL_IMAGE_BYTES - 1), BlockSize::K1);
+        assert_eq!(block_size_for(SMALL_IMAGE_BYTES), BlockSize::K4);
+    }
+
+    #[test]
+    fn one_kib_plans_count_the_boot_block() {
+        let alloc = BlockAllocator::new(BlockSize::K1, 16, 1 << 26);
+        let demand = Demand {
+            used_blocks: 10,
+            inodes_used: 12,
+            journal: true,
+        };
+        let plan = plan(&demand, &policy(), &alloc).unwrap();
+        let g = plan.geometry;
+        assert_eq!(g.block_size, BlockSize::K1);
+        // 64 MiB of 1 KiB blocks, block 0 included: eight groups, the last one block short.
+        assert_eq!(g.blocks_count, 65536);
+        assert_eq!(g.groups, 8);
+        assert_eq!(g.group_len(7), 8191);
+        assert_eq!(g.inodes_per_group % 8, 0);
+        assert_eq!(plan.journal_blocks, Some(4096));
+    }
 
     #[test]
     fn journal_table_matches_mke2fs() {
@@ -372,7 +419,7 @@ mod tests {
 
     #[test]
     fn small_content_gets_the_minimum_size() {
-        let alloc = BlockAllocator::new(128, 1 << 28);
+        let alloc = BlockAllocator::new(BlockSize::K4, 128, 1 << 28);
         let demand = Demand {
             used_blocks: 10,
             inodes_used: 12,
@@ -387,7 +434,7 @@ mod tests {
 
     #[test]
     fn headroom_is_kept_for_large_content() {
-        let mut alloc = BlockAllocator::new(128, 1 << 28);
+        let mut alloc = BlockAllocator::new(BlockSize::K4, 128, 1 << 28);
         let mut used = 0;
         while used < 300_000 {
             used += alloc.alloc(300_000 - used).unwrap().len;
@@ -406,7 +453,7 @@ mod tests {
 
     #[test]
     fn fixed_size_too_small_reports_what_is_needed() {
-        let mut alloc = BlockAllocator::new(128, 1 << 28);
+        let mut alloc = BlockAllocator::new(BlockSize::K4, 128, 1 << 28);
         alloc.alloc(20_000).unwrap();
         let demand = Demand {
             used_blocks: 20_000,
@@ -425,14 +472,14 @@ mod tests {
 
     #[test]
     fn many_inodes_force_more_groups() {
-        let alloc = BlockAllocator::new(128, 1 << 28);
+        let alloc = BlockAllocator::new(BlockSize::K4, 128, 1 << 28);
         let demand = Demand {
             used_blocks: 10,
             inodes_used: 100_000,
             journal: false,
         };
         let plan = plan(&demand, &policy(), &alloc).unwrap();
-        assert!(plan.geometry.inodes_per_group <= BLOCKS_PER_GROUP);
+        assert!(plan.geometry.inodes_per_group <= BlockSize::K4.blocks_per_group());
         assert!(plan.geometry.inodes_count() >= 100_000);
     }
 }

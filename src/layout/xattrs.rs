@@ -4,7 +4,6 @@
 use crate::entry::Xattr;
 use crate::ext4::inode::{IBODY_XATTR_OFFSET, INODE_SIZE};
 use crate::ext4::xattr::{fits, split_name, Attr, BLOCK_HEADER_SIZE, IBODY_HEADER_SIZE};
-use crate::ext4::BLOCK_SIZE;
 
 /// Space in the inode after `i_extra_isize`.
 pub const IBODY_SPACE: usize = INODE_SIZE - IBODY_XATTR_OFFSET;
@@ -32,8 +31,8 @@ pub struct Placement<'a> {
 }
 
 /// Places `attrs` (in the order given): each goes into the inode if it still fits there, else
-/// into the block. `None` when they do not fit in both together.
-pub fn place<'a>(attrs: &[Attr<'a>]) -> Option<Placement<'a>> {
+/// into the block of `bs` bytes. `None` when they do not fit in both together.
+pub fn place<'a>(attrs: &[Attr<'a>], bs: usize) -> Option<Placement<'a>> {
     let mut ibody = Vec::new();
     let mut block = Vec::new();
     for attr in attrs {
@@ -43,7 +42,7 @@ pub fn place<'a>(attrs: &[Attr<'a>]) -> Option<Placement<'a>> {
             block.push(*attr);
         }
     }
-    if !block.is_empty() && !fits(&block, BLOCK_SIZE, BLOCK_HEADER_SIZE) {
+    if !block.is_empty() && !fits(&block, bs, BLOCK_HEADER_SIZE) {
         return None;
     }
     Some(Placement { ibody, block })
@@ -62,7 +61,7 @@ mod tests {
             name: b"capability",
             value: &cap,
         }];
-        let p = place(&attrs).unwrap();
+        let p = place(&attrs, 4096).unwrap();
         assert_eq!(p.ibody.len(), 1);
         assert!(p.block.is_empty());
     }
@@ -83,15 +82,20 @@ mod tests {
                 value: &small,
             },
         ];
-        let p = place(&attrs).unwrap();
+        let p = place(&attrs, 4096).unwrap();
         assert_eq!(p.ibody.len(), 1);
         assert_eq!(p.block.len(), 1);
         let huge = vec![1u8; 5000];
-        assert!(place(&[Attr {
-            index: index::USER,
-            name: b"huge",
-            value: &huge
-        }])
+        assert!(place(
+            &[Attr {
+                index: index::USER,
+                name: b"huge",
+                value: &huge
+            }],
+            4096
+        )
         .is_none());
+        // What spills into a 4 KiB block does not fit in a 1 KiB one.
+        assert!(place(&attrs, 1024).is_none());
     }
 }

@@ -12,6 +12,7 @@ use tokio::task::{JoinHandle, JoinSet};
 use crate::builder::{BuildOptions, ImageBuilder, Summary};
 use crate::error::{Error, ErrorKind, Result};
 use crate::layer::{apply_layers, LayerInput, LayerReport, NoProgress, Progress};
+use crate::source::compression::estimate_expanded_by_type;
 use crate::source::digest::Digest;
 use crate::source::oci::{
     self, document_media_type, image_layers, parse_document, select_platform, Config, Descriptor,
@@ -110,6 +111,8 @@ pub struct PulledImage {
     /// The platform the config states.
     pub platform: Platform,
     layers: Vec<LayerInput>,
+    /// Estimated bytes of uncompressed tar in the layers.
+    tar_bytes: u64,
     downloads: Vec<LayerDownload>,
     slots: Vec<Arc<Slot>>,
     cache: Arc<Cache>,
@@ -206,8 +209,10 @@ impl Puller {
         let mut order: Vec<Arc<Slot>> = Vec::new();
         let mut downloads = Vec::new();
         let mut missing = None;
+        let mut tar_bytes = 0u64;
         let layers = image_layers(&manifest, &config, |d| {
             let digest = Digest::parse(&d.digest)?;
+            tar_bytes = tar_bytes.saturating_add(estimate_expanded_by_type(&d.media_type, d.size));
             let slot = slots
                 .entry(digest)
                 .or_insert_with(|| {
@@ -275,6 +280,7 @@ impl Puller {
                 variant: config_variant(&config_data),
             },
             layers,
+            tar_bytes,
             downloads,
             slots: order,
             cache: self.cache.clone(),
@@ -501,6 +507,13 @@ impl Context<'_> {
 }
 
 impl PulledImage {
+    /// An estimate of the bytes of uncompressed tar in the layers, from their sizes and media
+    /// types ([`crate::source::compression::estimate_expanded_by_type`]): for choosing a block
+    /// size before anything is downloaded.
+    pub fn estimated_tar_bytes(&self) -> u64 {
+        self.tar_bytes
+    }
+
     /// Takes the layers to apply, lowest first (once; later calls get none). Their readers block
     /// until the bytes they need have arrived.
     pub fn take_layers(&mut self) -> Vec<LayerInput> {

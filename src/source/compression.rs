@@ -57,6 +57,54 @@ pub fn detect<R: BufRead>(reader: &mut R) -> Result<Compression> {
     Compression::detect(head)
 }
 
+/// How much a compressed container layer typically expands (gzip and zstd alike), for
+/// estimates where the stream does not state its size.
+pub const TYPICAL_RATIO: u64 = 3;
+
+/// The content size a zstd frame header states, if it does (`Frame_Content_Size`).
+pub fn zstd_content_size(head: &[u8]) -> Option<u64> {
+    let [0x28, 0xB5, 0x2F, 0xFD, fhd, rest @ ..] = head else {
+        return None;
+    };
+    let single_segment = fhd & 0x20 != 0;
+    let skip = usize::from(!single_segment) + [0, 1, 2, 4][usize::from(fhd & 3)];
+    let (len, add) = match fhd >> 6 {
+        0 if single_segment => (1, 0),
+        0 => return None,
+        1 => (2, 256),
+        2 => (4, 0),
+        _ => (8, 0),
+    };
+    let field = rest.get(skip..skip + len)?;
+    let mut v = [0u8; 8];
+    v[..len].copy_from_slice(field);
+    Some(u64::from_le_bytes(v) + add)
+}
+
+/// An estimate of the uncompressed size of a blob of `size` bytes that starts with `head`:
+/// its own size when it is not compressed, the content size a zstd frame states (when that is
+/// at least the blob's size: a blob of several frames states only the first's), else
+/// [`TYPICAL_RATIO`] times its size.
+pub fn estimate_expanded(head: &[u8], size: u64) -> u64 {
+    match Compression::detect(head) {
+        Ok(Compression::None) => size,
+        Ok(Compression::Zstd) => zstd_content_size(head)
+            .filter(|&n| n >= size)
+            .unwrap_or(size.saturating_mul(TYPICAL_RATIO)),
+        _ => size.saturating_mul(TYPICAL_RATIO),
+    }
+}
+
+/// An estimate of the uncompressed size of a blob of `size` bytes of the OCI or Docker media
+/// type `media_type`.
+pub fn estimate_expanded_by_type(media_type: &str, size: u64) -> u64 {
+    if media_type.contains("gzip") || media_type.contains("zstd") {
+        size.saturating_mul(TYPICAL_RATIO)
+    } else {
+        size
+    }
+}
+
 /// Wraps `reader` in the decoder for `compression`.
 pub fn decoder<'a, R: BufRead + 'a>(
     reader: R,
@@ -115,5 +163,32 @@ mod tests {
             decoder(r, c).unwrap().read_to_end(&mut out).unwrap();
             assert_eq!(out, data);
         }
+    }
+
+    #[test]
+    fn expanded_sizes_are_estimated() {
+        let data = b"some layer bytes".repeat(100_000);
+        // One-shot compression states the content size (as the zstd tool does for files).
+        let zs = zstd::bulk::compress(&data[..], 3).unwrap();
+        assert_eq!(zstd_content_size(&zs[..18]), Some(data.len() as u64));
+        assert_eq!(
+            estimate_expanded(&zs[..18], zs.len() as u64),
+            data.len() as u64
+        );
+        // A streamed frame states no size; nor does a blob that is not zstd.
+        let unsized_frame = zstd::encode_all(&data[..], 3).unwrap();
+        assert_eq!(zstd_content_size(&unsized_frame), None);
+        assert_eq!(estimate_expanded(&unsized_frame[..18], 100), 300);
+        assert_eq!(zstd_content_size(b"ustar"), None);
+        assert_eq!(estimate_expanded(&[0x1F, 0x8B, 8], 1000), 3000);
+        assert_eq!(estimate_expanded(b"plain tar", 1000), 1000);
+        assert_eq!(
+            estimate_expanded_by_type("application/vnd.oci.image.layer.v1.tar+zstd", 10),
+            30
+        );
+        assert_eq!(
+            estimate_expanded_by_type("application/vnd.oci.image.layer.v1.tar", 10),
+            10
+        );
     }
 }

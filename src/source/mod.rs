@@ -36,7 +36,11 @@ pub enum Plan {
 /// A layer read from a file (any compression).
 pub fn file_layer(path: &Path) -> LayerInput {
     let p = path.to_path_buf();
-    let size = std::fs::metadata(path).ok().map(|m| m.len());
+    // Only a regular file has a size; a pipe (`/dev/stdin`) is read once, as it comes.
+    let size = std::fs::metadata(path)
+        .ok()
+        .filter(|m| m.is_file())
+        .map(|m| m.len());
     LayerInput {
         name: path.display().to_string(),
         open: std::sync::Arc::new(move || {
@@ -50,6 +54,31 @@ pub fn file_layer(path: &Path) -> LayerInput {
         report_digests: false,
         blob_verified: false,
     }
+}
+
+/// An estimate of the bytes of uncompressed tar `layers` hold, from each blob's size and first
+/// bytes ([`compression::estimate_expanded`]), for choosing a block size before any layer is
+/// read. Opens every layer of known size; meant for local sources, where that is cheap. A
+/// layer of unknown size (a pipe, which can be read only once) counts nothing; one that cannot
+/// be read counts its blob size (the build reports the error).
+pub fn estimate_tar_bytes(layers: &[LayerInput]) -> u64 {
+    layers
+        .iter()
+        .map(|l| {
+            let Some(size) = l.size else { return 0 };
+            let mut head = [0u8; 18];
+            let mut got = 0;
+            if let Ok(mut r) = (l.open)() {
+                while got < head.len() {
+                    match r.read(&mut head[got..]) {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => got += n,
+                    }
+                }
+            }
+            compression::estimate_expanded(&head[..got], size)
+        })
+        .fold(0u64, u64::saturating_add)
 }
 
 /// Parses `UID:GID`.
