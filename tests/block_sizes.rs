@@ -422,6 +422,49 @@ fn the_command_line_chooses_block_sizes_as_mkfs_does() {
 }
 
 #[test]
+fn gzip_layers_are_measured_by_their_trailer() {
+    // 40 MiB that gzip cannot shrink: the trailer says 40 MiB where a typical ratio would guess
+    // three times the blob. With 420 MiB of headroom the image is expected at about 460 MiB
+    // (1 KiB blocks); with 480 MiB, at about 520 MiB (4 KiB blocks).
+    let dir = scratch();
+    let tar_path = dir.path().join("noise.tar");
+    let mut g = TarGen::new(fs::File::create(&tar_path).unwrap());
+    let mut data = vec![0u8; 40 << 20];
+    Rng::new(9).fill(&mut data);
+    g.file("noise.bin", Attrs::new(0o644), &data);
+    drop(data);
+    let (_, model) = g.finish();
+    let gz_path = dir.path().join("noise.tar.gz");
+    let mut gz = flate2::write::GzEncoder::new(
+        fs::File::create(&gz_path).unwrap(),
+        flate2::Compression::fast(),
+    );
+    std::io::copy(&mut fs::File::open(&tar_path).unwrap(), &mut gz).unwrap();
+    gz.finish().unwrap();
+    for (headroom, want) in [("420M", "1024"), ("480M", "4096")] {
+        let image = dir.path().join(format!("noise-{headroom}.ext4"));
+        let (ok, err) = run(
+            &[
+                "build",
+                "--layer",
+                gz_path.to_str().unwrap(),
+                "-o",
+                image.to_str().unwrap(),
+                "-q",
+                "--headroom",
+                headroom,
+            ],
+            None,
+        );
+        assert!(ok, "{err}");
+        check_image(&image, &model.tree, Check { read_write: false });
+        if let Some(bs) = block_size_of(&image) {
+            assert_eq!(bs, want, "headroom {headroom}");
+        }
+    }
+}
+
+#[test]
 fn small_files_take_less_space_with_small_blocks() {
     let dir = scratch();
     let tar_path = dir.path().join("small-files.tar");

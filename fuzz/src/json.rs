@@ -56,6 +56,7 @@ fn layer_input(d: &Descriptor) -> oci2ext4::Result<LayerInput> {
         diff_id: None,
         size: Some(d.size),
         report_digests: false,
+        expanded_size: None,
         blob_verified: false,
     })
 }

@@ -72,6 +72,7 @@ pub(crate) fn memory_layer(name: &str, data: Vec<u8>) -> LayerInput {
         diff_id: None,
         size: Some(size),
         report_digests: false,
+        expanded_size: None,
         blob_verified: false,
     }
 }

@@ -22,6 +22,9 @@ pub struct LayerInput {
     pub diff_id: Option<Digest>,
     /// The blob's size, when known (for progress).
     pub size: Option<u64>,
+    /// The size of the uncompressed tar, when the source could read it cheaply (a plain tar's
+    /// size, a gzip trailer, a zstd frame header); used only to choose a block size.
+    pub expanded_size: Option<u64>,
     /// Compute both digests even when none is given, to report them.
     pub report_digests: bool,
     /// The stream `open` returns checks `blob_digest` itself and fails instead of ending when
@@ -138,6 +141,7 @@ pub fn apply_layers(
             size,
             report_digests,
             blob_verified,
+            expanded_size: _,
         } = layer;
         let hashing = Hashing {
             blob: report_digests || (blob_digest.is_some() && !blob_verified),

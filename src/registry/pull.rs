@@ -12,7 +12,7 @@ use tokio::task::{JoinHandle, JoinSet};
 use crate::builder::{BuildOptions, ImageBuilder, Summary};
 use crate::error::{Error, ErrorKind, Result};
 use crate::layer::{apply_layers, LayerInput, LayerReport, NoProgress, Progress};
-use crate::source::compression::estimate_expanded_by_type;
+use crate::source::compression::{estimate_expanded_by_type, expanded_size_of};
 use crate::source::digest::Digest;
 use crate::source::oci::{
     self, document_media_type, image_layers, parse_document, select_platform, Config, Descriptor,
@@ -212,7 +212,7 @@ impl Puller {
         let mut tar_bytes = 0u64;
         let layers = image_layers(&manifest, &config, |d| {
             let digest = Digest::parse(&d.digest)?;
-            tar_bytes = tar_bytes.saturating_add(estimate_expanded_by_type(&d.media_type, d.size));
+
             let slot = slots
                 .entry(digest)
                 .or_insert_with(|| {
@@ -234,6 +234,15 @@ impl Puller {
                 })
                 .clone();
             downloads.push(LayerDownload(slot.clone()));
+            // A cached blob states its size in its header or trailer; others are estimated.
+            let expanded_size = if slot.cached() {
+                expanded_size_of(&self.cache.blob_path(&digest))
+            } else {
+                None
+            };
+            tar_bytes = tar_bytes.saturating_add(
+                expanded_size.unwrap_or_else(|| estimate_expanded_by_type(&d.media_type, d.size)),
+            );
             let opener = slot.clone();
             Ok(LayerInput {
                 name: String::new(),
@@ -241,6 +250,7 @@ impl Puller {
                 blob_digest: Some(digest),
                 diff_id: None,
                 size: Some(d.size),
+                expanded_size,
                 report_digests: false,
                 // A download checks its digest before its stream ends; a cached blob is hashed here.
                 blob_verified: !slot.cached(),
@@ -507,9 +517,10 @@ impl Context<'_> {
 }
 
 impl PulledImage {
-    /// An estimate of the bytes of uncompressed tar in the layers, from their sizes and media
-    /// types ([`crate::source::compression::estimate_expanded_by_type`]): for choosing a block
-    /// size before anything is downloaded.
+    /// An estimate of the bytes of uncompressed tar in the layers, for choosing a block size
+    /// before anything is downloaded: cached blobs are read for their stated size, the others
+    /// estimated from their sizes and media types
+    /// ([`crate::source::compression::estimate_expanded_by_type`]).
     pub fn estimated_tar_bytes(&self) -> u64 {
         self.tar_bytes
     }

@@ -95,6 +95,47 @@ pub fn estimate_expanded(head: &[u8], size: u64) -> u64 {
     }
 }
 
+/// The uncompressed size of a gzip blob of `size` bytes whose trailer holds `isize` (the size
+/// modulo 2^32): the smallest such size that is not far below the blob's own (deflate grows
+/// incompressible data by a few per cent at most). A blob of several members states only its
+/// last member's size, so this is an estimate, never less than the blob.
+pub fn gzip_expanded(isize: u32, size: u64) -> u64 {
+    let floor = size - size / 4;
+    let mut n = u64::from(isize);
+    while n < floor {
+        n += 1 << 32;
+    }
+    n.max(size)
+}
+
+/// The uncompressed size of the blob of `size` bytes at `offset` in `file`, read from its first
+/// bytes and, for gzip, its trailer: exact for plain tars, single-frame zstd blobs that state
+/// their size and single-member gzip blobs; `None` when it cannot be read.
+pub fn expanded_size_at(file: &std::fs::File, offset: u64, size: u64) -> Option<u64> {
+    use std::os::unix::fs::FileExt;
+    let mut head = [0u8; 18];
+    let got = (size as usize).min(head.len());
+    file.read_exact_at(&mut head[..got], offset).ok()?;
+    match Compression::detect(&head[..got]).ok()? {
+        Compression::Gzip if size >= 18 => {
+            let mut tail = [0u8; 4];
+            file.read_exact_at(&mut tail, offset + size - 4).ok()?;
+            Some(gzip_expanded(u32::from_le_bytes(tail), size))
+        }
+        _ => Some(estimate_expanded(&head[..got], size)),
+    }
+}
+
+/// The uncompressed size of the blob in the file at `path` (see [`expanded_size_at`]).
+pub fn expanded_size_of(path: &std::path::Path) -> Option<u64> {
+    let file = std::fs::File::open(path).ok()?;
+    let md = file.metadata().ok()?;
+    if !md.is_file() {
+        return None;
+    }
+    expanded_size_at(&file, 0, md.len())
+}
+
 /// An estimate of the uncompressed size of a blob of `size` bytes of the OCI or Docker media
 /// type `media_type`.
 pub fn estimate_expanded_by_type(media_type: &str, size: u64) -> u64 {
@@ -163,6 +204,28 @@ mod tests {
             decoder(r, c).unwrap().read_to_end(&mut out).unwrap();
             assert_eq!(out, data);
         }
+    }
+
+    #[test]
+    fn gzip_trailers_give_the_size() {
+        let data = b"some layer bytes".repeat(100_000);
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+        gz.write_all(&data).unwrap();
+        let gz = gz.finish().unwrap();
+        let mut f = tempfile::tempfile().unwrap();
+        f.write_all(b"prefix").unwrap();
+        f.write_all(&gz).unwrap();
+        assert_eq!(
+            expanded_size_at(&f, 6, gz.len() as u64),
+            Some(data.len() as u64)
+        );
+        // Past 4 GiB the trailer wraps: the size is found near or above the blob's.
+        assert_eq!(gzip_expanded(100, 5 << 30), 5 << 30);
+        assert_eq!(gzip_expanded(100, 6 << 30), (1 << 33) + 100);
+        assert_eq!(gzip_expanded(7_000_000, 1_000_000), 7_000_000);
+        // Incompressible data: about the blob's size, a little less or the blob's.
+        assert_eq!(gzip_expanded(999_900, 1_000_000), 1_000_000);
+        assert_eq!(gzip_expanded(950_000, 1_000_000), 1_000_000);
     }
 
     #[test]

@@ -157,6 +157,9 @@ impl Archive {
                 .get(name.as_str())
                 .ok_or_else(|| Error::corrupt(format!("the archive has no layer {name:?}")))?;
             let path = self.path.clone();
+            let expanded_size = File::open(&path)
+                .ok()
+                .and_then(|f| super::compression::expanded_size_at(&f, offset, size));
             layers.push(LayerInput {
                 name: format!("layer {}/{total} ({name})", i + 1),
                 open: std::sync::Arc::new(move || {
@@ -169,6 +172,7 @@ impl Archive {
                 blob_digest: named_digest(name),
                 diff_id: Some(Digest::parse(diff_id)?),
                 size: Some(size),
+                expanded_size,
                 report_digests: false,
                 blob_verified: false,
             });

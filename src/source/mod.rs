@@ -51,32 +51,24 @@ pub fn file_layer(path: &Path) -> LayerInput {
         blob_digest: None,
         diff_id: None,
         size,
+        expanded_size: size.and_then(|_| compression::expanded_size_of(path)),
         report_digests: false,
         blob_verified: false,
     }
 }
 
-/// An estimate of the bytes of uncompressed tar `layers` hold, from each blob's size and first
-/// bytes ([`compression::estimate_expanded`]), for choosing a block size before any layer is
-/// read. Opens every layer of known size; meant for local sources, where that is cheap. A
-/// layer of unknown size (a pipe, which can be read only once) counts nothing; one that cannot
-/// be read counts its blob size (the build reports the error).
+/// An estimate of the bytes of uncompressed tar `layers` hold, for choosing a block size before
+/// any layer is read: each layer's `expanded_size`, or else its blob size times
+/// [`compression::TYPICAL_RATIO`]; a layer of unknown size (a pipe) counts nothing.
 pub fn estimate_tar_bytes(layers: &[LayerInput]) -> u64 {
     layers
         .iter()
         .map(|l| {
-            let Some(size) = l.size else { return 0 };
-            let mut head = [0u8; 18];
-            let mut got = 0;
-            if let Ok(mut r) = (l.open)() {
-                while got < head.len() {
-                    match r.read(&mut head[got..]) {
-                        Ok(0) | Err(_) => break,
-                        Ok(n) => got += n,
-                    }
-                }
-            }
-            compression::estimate_expanded(&head[..got], size)
+            l.expanded_size.unwrap_or_else(|| {
+                l.size
+                    .unwrap_or(0)
+                    .saturating_mul(compression::TYPICAL_RATIO)
+            })
         })
         .fold(0u64, u64::saturating_add)
 }

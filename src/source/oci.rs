@@ -405,6 +405,7 @@ impl Layout {
                     blob_digest: Some(digest),
                     diff_id: None,
                     size: Some(d.size),
+                    expanded_size: super::compression::expanded_size_of(&path),
                     report_digests: false,
                     blob_verified: false,
                 })
