@@ -10,30 +10,13 @@ use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 use std::process::Command;
 
-use common::model::{Kind, Model, Node};
-use common::{can_mount, check_image, e2fsck, scratch, skip, Check, Mounted, Rng};
-use oci2ext4::{BuildOptions, ImageBuilder, Metadata, Timestamp, Xattr};
-use sha2::{Digest, Sha256};
-
-const T: Timestamp = Timestamp {
-    sec: 1_700_000_000,
-    nsec: 0,
+use common::model::{Kind, Model};
+use common::{
+    can_mount, check_image, e2fsck, meta, node, scratch, skip, sparse_sha, Check, Mounted, Pattern,
+    Rng,
 };
-
-fn meta(mode: u32) -> Metadata {
-    Metadata::new(mode, 0, 0, T)
-}
-
-fn node(kind: Kind, mode: u32) -> Node {
-    Node {
-        kind,
-        mode,
-        uid: 0,
-        gid: 0,
-        mtime: (T.sec, T.nsec),
-        xattrs: Default::default(),
-    }
-}
+use oci2ext4::{BlockSize, BuildOptions, ImageBuilder, Xattr};
+use sha2::{Digest, Sha256};
 
 #[test]
 fn feature_set_is_what_mkfs_would_choose() {
@@ -354,49 +337,6 @@ fn xattr_blocks_capabilities_and_acls() {
     }
 }
 
-/// Deterministic bytes.
-struct Pattern(Rng);
-
-impl Read for Pattern {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        self.0.fill(buf);
-        Ok(buf.len())
-    }
-}
-
-/// Hashes a sparse layout: `segments` of (offset, len) filled from a pattern, zeros elsewhere.
-fn sparse_sha(size: u64, segments: &[(u64, u64)], seed: u64) -> [u8; 32] {
-    let mut h = Sha256::new();
-    let mut pos = 0u64;
-    let zeros = vec![0u8; 1 << 20];
-    let mut pattern = Pattern(Rng::new(seed));
-    let mut buf = vec![0u8; 1 << 20];
-    let zero_to = |h: &mut Sha256, pos: &mut u64, to: u64| {
-        while *pos < to {
-            let n = (to - *pos).min(zeros.len() as u64);
-            h.update(&zeros[..n as usize]);
-            *pos += n;
-        }
-    };
-    for &(off, len) in segments {
-        zero_to(&mut h, &mut pos, off);
-        let mut left = len;
-        while left > 0 {
-            let n = left.min(buf.len() as u64) as usize;
-            pattern.read_exact(&mut buf[..n]).unwrap();
-            h.update(&buf[..n]);
-            left -= n as u64;
-        }
-        pos = off + len;
-    }
-    if size - pos > 1 << 36 {
-        // Too many zeros to hash here: the caller compares sizes and segments instead.
-        return [0; 32];
-    }
-    zero_to(&mut h, &mut pos, size);
-    h.finalize().into()
-}
-
 #[test]
 fn five_gib_of_alternating_data_and_holes() {
     let dir = scratch();
@@ -573,9 +513,20 @@ fn journal_replays_after_a_crash() {
         skip("journal replay", "needs root");
         return;
     }
+    // With 4 KiB blocks, and with 1 KiB blocks (smaller files, so that they still span blocks
+    // without filling the 64 MiB image's 4 MiB journal).
+    journal_replay(BlockSize::K4, 10_000);
+    journal_replay(BlockSize::K1, 3000);
+}
+
+/// Writes and syncs in a read-write mount, copies the image while mounted (a crash), and checks
+/// that the kernel replays the journal of the copy.
+fn journal_replay(bs: BlockSize, file_len: usize) {
     let dir = scratch();
     let image = dir.path().join("j.ext4");
-    let mut b = ImageBuilder::create(&image, BuildOptions::default()).unwrap();
+    let mut opts = BuildOptions::default();
+    opts.block_size = bs;
+    let mut b = ImageBuilder::create(&image, opts).unwrap();
     b.add_file("existing", meta(0o644), &mut &b"before"[..])
         .unwrap();
     b.finish().unwrap();
@@ -583,7 +534,7 @@ fn journal_replays_after_a_crash() {
     {
         let m = Mounted::new(&image, false).unwrap();
         for i in 0..200 {
-            fs::write(m.path().join(format!("new-{i}")), vec![i as u8; 10_000]).unwrap();
+            fs::write(m.path().join(format!("new-{i}")), vec![i as u8; file_len]).unwrap();
         }
         fs::remove_file(m.path().join("existing")).unwrap();
         // Commit to the journal, then take the image as it is on disk: a crash.
@@ -605,7 +556,7 @@ fn journal_replays_after_a_crash() {
         for i in 0..200 {
             assert_eq!(
                 fs::read(m.path().join(format!("new-{i}"))).unwrap(),
-                vec![i as u8; 10_000]
+                vec![i as u8; file_len]
             );
         }
         assert!(!m.path().join("existing").exists());

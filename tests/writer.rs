@@ -10,7 +10,7 @@ use std::process::Command;
 
 use common::model::{Kind, Model, Node};
 use common::tars::{Attrs, TarGen};
-use common::{check_image, scratch, Check, Rng};
+use common::{check_image, scratch, Check, Pattern, Rng};
 use oci2ext4::layer::{apply_layers, NoProgress};
 use oci2ext4::source::file_layer;
 use oci2ext4::{
@@ -286,16 +286,6 @@ fn file_sizes_around_block_boundaries() {
         fine[7 * 1024..].fill(0x33);
         g.file("zeros-inside-1k", Attrs::new(0o644), &fine);
     });
-}
-
-/// Deterministic bytes without holding them in memory.
-struct Pattern(Rng);
-
-impl Read for Pattern {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        self.0.fill(buf);
-        Ok(buf.len())
-    }
 }
 
 #[test]

@@ -12,7 +12,6 @@ use super::writer::{AlignedBuf, BackgroundWriter};
 
 use crate::error::{Error, ErrorKind, Result};
 use crate::ext4::extent::{Extent, EXT_INIT_MAX_LEN};
-use crate::ext4::BlockSize;
 use crate::layout::alloc::BlockAllocator;
 
 /// Blocks taken from the allocator at a time; what a file does not use goes to the next one.
@@ -61,20 +60,19 @@ pub struct DataWriter {
 }
 
 impl DataWriter {
-    /// A writer into `file` that takes `bs` blocks from `alloc` and buffers `buffer` bytes while
+    /// A writer into `file` that takes blocks from `alloc` (of its block size) and buffers `buffer` bytes while
     /// another buffer of that size is being written. `limit_reason` completes "the image would
     /// grow past ..." when the allocator's limit is reached; `max_taken` bounds the file bytes
     /// read.
     pub fn new(
         file: &File,
         alloc: BlockAllocator,
-        bs: BlockSize,
         buffer: usize,
         cancel: Option<Arc<AtomicBool>>,
         limit_reason: String,
         max_taken: u64,
     ) -> Result<Self> {
-        let bs = bs.bytes();
+        let bs = alloc.block_size().bytes();
         let buffer = buffer.max(64 << 10) / bs * bs;
         let mut writer = BackgroundWriter::start(file, 2, buffer)?;
         let buf = writer.take_buffer()?;
@@ -342,6 +340,8 @@ mod tests {
     use super::*;
     use std::os::unix::fs::FileExt;
 
+    use crate::ext4::BlockSize;
+
     const BS: usize = 4096;
 
     fn writer() -> (DataWriter, File) {
@@ -349,7 +349,6 @@ mod tests {
         let w = DataWriter::new(
             &file,
             BlockAllocator::new(BlockSize::K4, 1, 1 << 20),
-            BlockSize::K4,
             64 * 1024,
             None,
             "the limit".into(),
@@ -453,7 +452,6 @@ mod tests {
         let mut w = DataWriter::new(
             &file,
             BlockAllocator::new(BlockSize::K4, 1, 10),
-            BlockSize::K4,
             64 * 1024,
             None,
             "the limit".into(),

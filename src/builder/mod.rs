@@ -165,7 +165,6 @@ impl ImageBuilder {
         let data = DataWriter::new(
             output.file(),
             alloc,
-            bs,
             opts.buffer_size,
             opts.cancel.clone(),
             limit_reason,

@@ -126,14 +126,16 @@ pub fn expanded_size_at(file: &std::fs::File, offset: u64, size: u64) -> Option<
     }
 }
 
-/// The uncompressed size of the blob in the file at `path` (see [`expanded_size_at`]).
+/// The uncompressed size of the blob in the file at `path` (see [`expanded_size_at`]); `None`
+/// unless it is a regular file (a pipe or FIFO is neither opened nor read here: it can be read
+/// only once, by the build).
 pub fn expanded_size_of(path: &std::path::Path) -> Option<u64> {
-    let file = std::fs::File::open(path).ok()?;
-    let md = file.metadata().ok()?;
-    if !md.is_file() {
+    if !std::fs::metadata(path).ok()?.is_file() {
         return None;
     }
-    expanded_size_at(&file, 0, md.len())
+    let file = std::fs::File::open(path).ok()?;
+    let size = file.metadata().ok()?.len();
+    expanded_size_at(&file, 0, size)
 }
 
 /// An estimate of the uncompressed size of a blob of `size` bytes of the OCI or Docker media

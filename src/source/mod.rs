@@ -51,7 +51,7 @@ pub fn file_layer(path: &Path) -> LayerInput {
         blob_digest: None,
         diff_id: None,
         size,
-        expanded_size: size.and_then(|_| compression::expanded_size_of(path)),
+        expanded_size: compression::expanded_size_of(path),
         report_digests: false,
         blob_verified: false,
     }

@@ -366,6 +366,73 @@ pub fn check_image(image: &Path, want: &Tree, check: Check) {
     }
 }
 
+/// The time the library-built test images give their entries.
+pub const T: oci2ext4::Timestamp = oci2ext4::Timestamp {
+    sec: 1_700_000_000,
+    nsec: 0,
+};
+
+/// Metadata of an entry owned by root with `mode`, at [`T`].
+pub fn meta(mode: u32) -> oci2ext4::Metadata {
+    oci2ext4::Metadata::new(mode, 0, 0, T)
+}
+
+/// The model node of an entry added with [`meta`].
+pub fn node(kind: Kind, mode: u32) -> Node {
+    Node {
+        kind,
+        mode,
+        uid: 0,
+        gid: 0,
+        mtime: (T.sec, T.nsec),
+        xattrs: Default::default(),
+    }
+}
+
+/// Deterministic bytes without holding them in memory.
+pub struct Pattern(pub Rng);
+
+impl Read for Pattern {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        self.0.fill(buf);
+        Ok(buf.len())
+    }
+}
+
+/// Hashes a sparse layout: `segments` of (offset, len) filled in order from
+/// `Pattern(Rng::new(seed))`, zeros elsewhere, `size` bytes in all.
+pub fn sparse_sha(size: u64, segments: &[(u64, u64)], seed: u64) -> [u8; 32] {
+    let mut h = Sha256::new();
+    let mut pos = 0u64;
+    let zeros = vec![0u8; 1 << 20];
+    let mut pattern = Pattern(Rng::new(seed));
+    let mut buf = vec![0u8; 1 << 20];
+    let zero_to = |h: &mut Sha256, pos: &mut u64, to: u64| {
+        while *pos < to {
+            let n = (to - *pos).min(zeros.len() as u64);
+            h.update(&zeros[..n as usize]);
+            *pos += n;
+        }
+    };
+    for &(off, len) in segments {
+        zero_to(&mut h, &mut pos, off);
+        let mut left = len;
+        while left > 0 {
+            let n = left.min(buf.len() as u64) as usize;
+            pattern.read_exact(&mut buf[..n]).unwrap();
+            h.update(&buf[..n]);
+            left -= n as u64;
+        }
+        pos = off + len;
+    }
+    if size - pos > 1 << 36 {
+        // Too many zeros to hash here: the caller compares sizes and segments instead.
+        return [0; 32];
+    }
+    zero_to(&mut h, &mut pos, size);
+    h.finalize().into()
+}
+
 /// A small deterministic generator for test data.
 pub struct Rng(u64);
 
