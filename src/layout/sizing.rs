@@ -59,6 +59,10 @@ pub fn journal_blocks(blocks: u64) -> Option<u64> {
         .map(|&(_, j)| j)
 }
 
+/// Bytes of image per free inode that an image sized by default keeps at least: mke2fs's
+/// default `inode_ratio`.
+pub const BYTES_PER_FREE_INODE: u64 = 16 << 10;
+
 /// Free space to leave in the image beyond its content.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Headroom {
@@ -66,13 +70,42 @@ pub enum Headroom {
     Percent(u32),
     /// A number of bytes.
     Bytes(u64),
+    /// The larger of a percentage of the used blocks and a number of bytes.
+    AtLeast {
+        /// Percentage of the used blocks.
+        percent: u32,
+        /// Bytes, whatever the content.
+        bytes: u64,
+    },
 }
 
 impl Headroom {
+    /// The default: 20 % of the content, and never less than 256 MiB, so that a guest has room
+    /// to install packages, write logs and grow a few files. Free blocks are holes in the
+    /// image file, so the room costs no disk space.
+    pub const DEFAULT: Headroom = Headroom::AtLeast {
+        percent: 20,
+        bytes: 256 << 20,
+    };
+
+    /// Free bytes for content of `used` bytes.
+    pub fn bytes_for(self, used: u64) -> u64 {
+        let percent = |p: u32| used.saturating_mul(u64::from(p)).div_ceil(100);
+        match self {
+            Headroom::Percent(p) => percent(p),
+            Headroom::Bytes(b) => b,
+            Headroom::AtLeast { percent: p, bytes } => percent(p).max(bytes),
+        }
+    }
+
     fn blocks(self, used: u64, bs: BlockSize) -> u64 {
+        let size = bs.bytes_u64();
         match self {
             Headroom::Percent(p) => (used * u64::from(p)).div_ceil(100),
-            Headroom::Bytes(b) => b.div_ceil(bs.bytes_u64()),
+            Headroom::Bytes(b) => b.div_ceil(size),
+            Headroom::AtLeast { percent, bytes } => Headroom::Percent(percent)
+                .blocks(used, bs)
+                .max(bytes.div_ceil(size)),
         }
     }
 }
@@ -98,7 +131,8 @@ pub struct SizePolicy {
     pub headroom: Headroom,
     /// Smallest image when the size is not fixed.
     pub min_bytes: u64,
-    /// Total inode count wanted; default: used + 20% + 1024.
+    /// Total inode count wanted; default: the used ones, and free ones at least one per
+    /// [`BYTES_PER_FREE_INODE`] of image and at least a fifth of the used ones.
     pub inodes: Option<u64>,
 }
 
@@ -240,32 +274,59 @@ pub fn plan(
     policy: &SizePolicy,
     alloc: &BlockAllocator,
 ) -> Result<Plan, SizingError> {
+    match plan_with(demand, policy, alloc, policy.inodes) {
+        // With a fixed size and the default inode count, inode tables for one inode per 16 KiB
+        // may not fit beside the content; a fifth more than the used ones is then enough.
+        Err(SizingError::TooSmall { .. })
+            if policy.fixed_bytes.is_some() && policy.inodes.is_none() =>
+        {
+            let least = demand.inodes_used + demand.inodes_used / 5;
+            plan_with(demand, policy, alloc, Some(least))
+        }
+        other => other,
+    }
+}
+
+/// The default inode count for an image of `blocks` blocks holding `used` inodes.
+fn default_inodes(used: u64, blocks: u64, bs: BlockSize) -> u64 {
+    let by_size = blocks.saturating_mul(bs.bytes_u64()) / BYTES_PER_FREE_INODE;
+    used + by_size.max(used / 5)
+}
+
+fn plan_with(
+    demand: &Demand,
+    policy: &SizePolicy,
+    alloc: &BlockAllocator,
+    inodes: Option<u64>,
+) -> Result<Plan, SizingError> {
     let bs = alloc.block_size();
     let bpg = u64::from(bs.blocks_per_group());
     let first = bs.first_data_block();
-    let total_inodes = match policy.inodes {
-        Some(n) if n < demand.inodes_used => {
+    if let Some(n) = inodes {
+        if n < demand.inodes_used {
             return Err(SizingError::Inodes(format!(
                 "{n} inodes requested, but the content needs {}",
                 demand.inodes_used
-            )))
+            )));
         }
-        Some(n) => n,
-        None => demand.inodes_used + demand.inodes_used / 5 + 1024,
-    };
-    if total_inodes > u64::from(u32::MAX) {
-        return Err(SizingError::Inodes(format!(
-            "{total_inodes} inodes is more than ext4 can address"
-        )));
     }
-    let min_groups = total_inodes.div_ceil(bpg);
+    let total_for =
+        |blocks: u64| inodes.unwrap_or_else(|| default_inodes(demand.inodes_used, blocks, bs));
     let mut blocks = match policy.fixed_bytes {
         Some(bytes) => bytes / bs.bytes_u64(),
-        None => (policy.min_bytes / bs.bytes_u64())
-            .max(alloc.high_water())
-            .max(group_start(min_groups.max(1) - 1, bs) + 1),
+        None => (policy.min_bytes / bs.bytes_u64()).max(alloc.high_water()),
     };
+    if policy.fixed_bytes.is_none() {
+        let min_groups = total_for(blocks).div_ceil(bpg);
+        blocks = blocks.max(group_start(min_groups.max(1) - 1, bs) + 1);
+    }
     loop {
+        let total_inodes = total_for(blocks);
+        if total_inodes > u64::from(u32::MAX) {
+            return Err(SizingError::Inodes(format!(
+                "{total_inodes} inodes is more than ext4 can address"
+            )));
+        }
         let groups = groups_for(blocks, bs).max(1);
         let ipg = inodes_per_group(total_inodes, groups, bs);
         if ipg > bpg || groups * ipg > u64::from(u32::MAX) {
