@@ -513,6 +513,67 @@ mod tests {
     }
 
     #[test]
+    fn default_headroom_keeps_256_mib_or_a_fifth_and_an_inode_per_16_kib() {
+        let bs = BlockSize::K4;
+        let default = SizePolicy {
+            headroom: Headroom::DEFAULT,
+            ..policy()
+        };
+        for (content, inodes_used) in [(10u64, 12u64), (600_000, 300_000)] {
+            let mut alloc = BlockAllocator::new(bs, 128, 1 << 28);
+            let mut used = 0;
+            while used < content {
+                used += alloc.alloc(content - used).unwrap().len;
+            }
+            let demand = Demand {
+                used_blocks: used,
+                inodes_used,
+                journal: true,
+            };
+            let plan = plan(&demand, &default, &alloc).unwrap();
+            let g = plan.geometry;
+            let mut sim = alloc.clone();
+            let meta = place_group_metadata(&mut sim, &g, plan.journal_blocks).unwrap();
+            let meta: u64 = meta.runs.iter().map(|r| r.len).sum();
+            let taken = used + meta + super_overhead(u64::from(g.groups), bs);
+            let free = g.blocks_count - taken;
+            assert!(free >= (256 << 20) / 4096, "{content}: {free} free");
+            assert!(free * 5 >= taken, "{content}: {free} free of {taken}");
+            let free_inodes = g.inodes_count() - inodes_used;
+            assert!(free_inodes >= g.blocks_count * 4096 / BYTES_PER_FREE_INODE);
+            assert!(free_inodes * 5 >= inodes_used);
+        }
+        // 600,000 blocks of content: a fifth of it is more than 256 MiB.
+        assert_eq!(Headroom::DEFAULT.bytes_for(10 << 30), 2 << 30);
+        assert_eq!(Headroom::DEFAULT.bytes_for(100 << 20), 256 << 20);
+    }
+
+    #[test]
+    fn fixed_size_keeps_its_size_with_fewer_inodes_when_tables_do_not_fit() {
+        // 40 MiB of content with 100 blocks to spare: an inode per 16 KiB would take 163
+        // blocks of inode tables, a fifth more than the used ones takes 8.
+        let mut alloc = BlockAllocator::new(BlockSize::K4, 128, 1 << 28);
+        let mut used = 0;
+        while used < 10_240 {
+            used += alloc.alloc(10_240 - used).unwrap().len;
+        }
+        let demand = Demand {
+            used_blocks: used,
+            inodes_used: 100,
+            journal: false,
+        };
+        let fixed = SizePolicy {
+            fixed_bytes: Some((alloc.high_water() + 100) * 4096),
+            headroom: Headroom::DEFAULT,
+            ..policy()
+        };
+        let plan = plan(&demand, &fixed, &alloc).unwrap();
+        assert_eq!(plan.geometry.blocks_count, alloc.high_water() + 100);
+        let inodes = plan.geometry.inodes_count();
+        assert!((120..1000).contains(&inodes), "{inodes}");
+    }
+
+    #[test]
     fn fixed_size_too_small_reports_what_is_needed() {
         let mut alloc = BlockAllocator::new(BlockSize::K4, 128, 1 << 28);
         alloc.alloc(20_000).unwrap();
