@@ -183,8 +183,11 @@ fn the_output_file_mode_follows_the_umask() {
     );
 }
 
-/// Type, mode, size, inode, device number, mtime and content hash of everything under `root`.
-fn state(root: &Path) -> BTreeMap<PathBuf, (u32, u64, u64, u64, i64, Option<[u8; 32]>)> {
+/// Mode (with the type), size, inode, device number, mtime and content hash of an entry.
+type EntryState = (u32, u64, u64, u64, i64, Option<[u8; 32]>);
+
+/// The state of everything under `root`.
+fn state(root: &Path) -> BTreeMap<PathBuf, EntryState> {
     let mut out = BTreeMap::new();
     let mut stack = vec![root.to_path_buf()];
     while let Some(p) = stack.pop() {
