@@ -12,7 +12,8 @@
 # Each is written as an OCI layout (gzip by pigz -6). Then, alternating, REPS times each:
 #   oci2ext4 build LAYOUT:bench        (the release binary)
 #   pigz -dc / gzip -dc of the layers to /dev/null (the decompression floor)
-#   umoci raw unpack + mkfs.ext4 -d    (as root; the image sized and given inodes like ours)
+#   umoci raw unpack + mkfs.ext4 -d    (as root; the image sized and given inodes and block
+#                                       size like ours)
 #   cat of the flattened tar to a file (the copy floor)
 #   oci2ext4 build FLAT.tar            (the flattened uncompressed tar)
 #   tar2ext4 -i FLAT.tar               (only when tar2ext4 is on PATH)
@@ -206,7 +207,7 @@ for img in $IMAGES; do
                     # Size the mkfs image like ours; grow it (noted) only if mkfs cannot fit the tree.
                     [ -n "$sized" ] || die "internal: oci2ext4 must run first"
                     mkfs_bytes=$img_bytes
-                    until mkfs.ext4 -q -F -N "$inodes" -d "$WORK/ref" "$OUT/probe.img" $((mkfs_bytes / 1024))k >/dev/null 2>&1; do
+                    until mkfs.ext4 -q -F -b "$ours_bs" -N "$inodes" -d "$WORK/ref" "$OUT/probe.img" $((mkfs_bytes / 1024))k >/dev/null 2>&1; do
                         mkfs_bytes=$((mkfs_bytes + mkfs_bytes / 10))
                         mkfs_note=" (needed $mkfs_bytes bytes, more than ours)"
                         rm -f "$OUT/probe.img"
@@ -214,8 +215,8 @@ for img in $IMAGES; do
                     rm -f "$OUT/probe.img"
                 fi
                 # shellcheck disable=SC2016 # expanded by the inner bash
-                run_timed unpack_mkfs bash -c 'umoci raw unpack --image "$1" "$2" && mkfs.ext4 -q -F -N "$3" -d "$2" "$4" "$5"' \
-                    _ "$WORK/oci:bench" "$OUT/rootfs" "$inodes" "$OUT/mkfs.ext4" "$((mkfs_bytes / 1024))k" >/dev/null
+                run_timed unpack_mkfs bash -c 'umoci raw unpack --image "$1" "$2" && mkfs.ext4 -q -F -b "$6" -N "$3" -d "$2" "$4" "$5"' \
+                    _ "$WORK/oci:bench" "$OUT/rootfs" "$inodes" "$OUT/mkfs.ext4" "$((mkfs_bytes / 1024))k" "$ours_bs" >/dev/null
                 du -k "$OUT/mkfs.ext4" | cut -f1 >"$TIMES/unpack_mkfs.du"
                 mkfs_bs=$(block_size_of "$OUT/mkfs.ext4")
                 ;;
@@ -232,9 +233,9 @@ for img in $IMAGES; do
         n1=$(compare_mounted "$WORK/ours-last.ext4" "$WORK/ref")
         n2=$(compare_mounted "$WORK/ours-flat-last.ext4" "$WORK/ref")
         verified="; both oci2ext4 images loop-mounted and equal to umoci's unpacked tree ($n1 and $n2 entries, every file's sha256)"
-        # Both pick the block size from the image size (1 KiB below 512 MiB, mke2fs.conf's
-        # "small" type); oci2ext4 from the size it expects before reading the layers.
-        blocks_note=" Block size: oci2ext4 chose $ours_bs bytes, mkfs.ext4 $mkfs_bs."
+        # mkfs.ext4 is given the block size of our image (4 KiB by default), so that disk
+        # usage is compared at the same block size.
+        blocks_note=" Block size: oci2ext4 $ours_bs bytes, mkfs.ext4 $mkfs_bs."
     fi
     layer_count=${#blobs[@]}
     tar_bytes=0 ref_entries="?"

@@ -45,6 +45,9 @@ fn build(args: BuildArgs) -> Result<(), Failure> {
     let started = Instant::now();
     let mut opts = build_options(&args.image)?;
     opts.cancel = Some(cancel_flag());
+    let inputs = source::input_paths(args.source.as_deref(), &args.layers);
+    let inputs: Vec<&std::path::Path> = inputs.iter().map(|p| p.as_path()).collect();
+    oci2ext4::builder::check_destination(&args.image.output, &inputs)?;
     let plan = source::plan(
         args.source.as_deref(),
         &args.layers,
@@ -117,6 +120,7 @@ fn pull(args: cli::PullArgs) -> Result<(), Failure> {
     let cancel = cancel_flag();
     let mut opts = build_options(&args.image)?;
     opts.cancel = Some(cancel.clone());
+    oci2ext4::builder::check_destination(&args.image.output, &[])?;
     let pull_opts = cli::pull_options(&args, cancel.clone())?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)

@@ -1,6 +1,6 @@
 //! Block sizes other than 4 KiB: 1 KiB images (block 0 outside every group, groups of 8 MiB,
 //! small htree and extent nodes, one-block xattr and symlink limits), 2 KiB images, and the
-//! command line's choice of block size. Every image goes through e2fsck and, as root, a kernel
+//! command line's block size (4 KiB by default, mke2fs's choice with `--block-size auto`). Every image goes through e2fsck and, as root, a kernel
 //! mount compared with the model; the 4 KiB cases live in writer.rs and completeness.rs (writer.rs
 //! also runs its tar round trips at 1 and 2 KiB; completeness.rs replays a 1 KiB journal).
 
@@ -83,6 +83,12 @@ fn twenty_thousand_names_through_a_one_kib_htree() {
             .map(|e| e.unwrap().file_name().into_string().unwrap())
             .collect();
         assert_eq!(read, names);
+        drop(m);
+        // The guest can add names to it.
+        let m = Mounted::new(&image, false).unwrap();
+        common::grow_largest_directory(m.path());
+        drop(m);
+        e2fsck(&image);
     }
 }
 
@@ -282,20 +288,38 @@ fn block_size_of(image: &Path) -> Option<String> {
 }
 
 #[test]
-fn the_command_line_chooses_block_sizes_as_mkfs_does() {
+fn the_command_line_writes_4_kib_blocks_or_chooses_as_mkfs_does() {
     let dir = scratch();
     let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/example-oci");
     let fixture = fixture.to_str().unwrap();
     let out = |n: &str| dir.path().join(n).to_str().unwrap().to_string();
-    // A small image: 1 KiB blocks, as mke2fs's "small" type.
+    // By default: 4 KiB, whatever the size.
+    let default = out("default.ext4");
+    let (ok, err) = run(&["build", fixture, "-o", &default, "-q"], None);
+    assert!(ok, "{err}");
+    e2fsck(Path::new(&default));
+    // auto, a small image: 1 KiB blocks, as mke2fs's "small" type.
     let small = out("small.ext4");
-    let (ok, err) = run(&["build", fixture, "-o", &small, "-q"], None);
+    let (ok, err) = run(
+        &["build", fixture, "-o", &small, "-q", "--block-size", "auto"],
+        None,
+    );
     assert!(ok, "{err}");
     e2fsck(Path::new(&small));
-    // A size of 512 MiB or more: 4 KiB.
+    // auto, a size of 512 MiB or more: 4 KiB.
     let large = out("large.ext4");
     let (ok, err) = run(
-        &["build", fixture, "-o", &large, "-q", "--size", "512M"],
+        &[
+            "build",
+            fixture,
+            "-o",
+            &large,
+            "-q",
+            "--size",
+            "512M",
+            "--block-size",
+            "auto",
+        ],
         None,
     );
     assert!(ok, "{err}");
@@ -323,6 +347,7 @@ fn the_command_line_chooses_block_sizes_as_mkfs_does() {
     assert!(!dir.path().join("bad.ext4").exists());
     if let Some(bs) = block_size_of(Path::new(&small)) {
         assert_eq!(bs, "1024");
+        assert_eq!(block_size_of(Path::new(&default)).unwrap(), "4096");
         assert_eq!(block_size_of(Path::new(&large)).unwrap(), "4096");
         assert_eq!(block_size_of(Path::new(&given)).unwrap(), "2048");
     }
@@ -375,6 +400,8 @@ fn gzip_layers_are_measured_by_their_trailer() {
                 "-q",
                 "--headroom",
                 headroom,
+                "--block-size",
+                "auto",
             ],
             None,
         );

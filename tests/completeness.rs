@@ -138,6 +138,12 @@ fn hundred_thousand_names_through_an_htree() {
         .collect();
     assert_eq!(read, names);
     assert!(fs::symlink_metadata(big.join("not-there")).is_err());
+    drop(m);
+    // The guest can add names to it.
+    let m = Mounted::new(&image, false).unwrap();
+    common::grow_largest_directory(m.path());
+    drop(m);
+    e2fsck(&image);
 }
 
 #[test]

@@ -1,5 +1,5 @@
-//! The image as a VM's root disk: a real distribution tree, built into an image with 1 KiB and
-//! with 4 KiB blocks, each booted by QEMU with a guest kernel that mounts it read-write and runs
+//! The image as a VM's root disk: a real distribution tree, built into an image with default
+//! options (4 KiB blocks) and one with 1 KiB blocks, each booted by QEMU with a guest kernel that mounts it read-write and runs
 //! the distribution's own programs (`tests/vm/guest-check.sh`), then e2fsck on what the guest
 //! left behind.
 //!
@@ -48,7 +48,7 @@ fn a_debian_image_boots_and_runs_read_write() {
         "boot test failed:\n{stdout}\n{}",
         String::from_utf8_lossy(&o.stderr)
     );
-    // One boot per block size: 1 KiB and 4 KiB images.
+    // One boot per block size: a 1 KiB image and a default (4 KiB) one.
     for bs in [1024, 4096] {
         assert!(
             stdout.contains(&format!(

@@ -29,6 +29,7 @@ use serde::Serialize;
 
 pub use data::FileSession;
 pub use options::{BlockSize, BuildOptions, Headroom, Limits};
+pub use output::check_destination;
 
 use crate::entry::{Metadata, Special, Timestamp, Xattr};
 use crate::error::{show_path, Error, ErrorKind, Result};

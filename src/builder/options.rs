@@ -45,11 +45,14 @@ pub struct BuildOptions {
     /// file to 4 TiB, a symlink target to 1023 bytes and a file's extended attributes to what
     /// fits in the inode and one 1 KiB block.
     pub block_size: BlockSize,
-    /// Free space beyond the content when the size is not fixed. Default 20 %.
+    /// Free space beyond the content when the size is not fixed. Default
+    /// [`Headroom::DEFAULT`]: 20 % of the content, and at least 256 MiB.
     pub headroom: Headroom,
     /// Smallest image when the size is not fixed. Default 64 MiB.
     pub min_size: u64,
-    /// Total inode count. Default: the inodes used plus 20 % plus 1024.
+    /// Total inode count. Default: the inodes used, and as many free ones as the larger of one
+    /// per 16 KiB of image (mke2fs's default ratio) and a fifth of the used ones. With a fixed
+    /// size too small for that many, a fifth more than the used ones.
     pub inodes: Option<u64>,
     /// Volume label, up to 16 bytes.
     pub label: Option<String>,
@@ -79,10 +82,7 @@ impl BuildOptions {
     /// "small" type), otherwise 4 KiB.
     pub fn block_size_for_content(&self, content_bytes: u64) -> BlockSize {
         let expected = self.size.unwrap_or_else(|| {
-            let headroom = match self.headroom {
-                Headroom::Percent(p) => content_bytes.saturating_mul(u64::from(p)) / 100,
-                Headroom::Bytes(b) => b,
-            };
+            let headroom = self.headroom.bytes_for(content_bytes);
             content_bytes.saturating_add(headroom).max(self.min_size)
         });
         crate::layout::sizing::block_size_for(expected)
@@ -94,7 +94,7 @@ impl Default for BuildOptions {
         BuildOptions {
             size: None,
             block_size: BlockSize::K4,
-            headroom: Headroom::Percent(20),
+            headroom: Headroom::DEFAULT,
             min_size: crate::layout::sizing::MIN_IMAGE_BYTES,
             inodes: None,
             label: None,

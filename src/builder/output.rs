@@ -1,9 +1,12 @@
 //! The output file: created under a temporary name beside the destination, renamed over it only
-//! when the image is complete and synced, removed on any failure.
+//! when the image is complete and synced, removed on any failure. The file gets mode 0666 less
+//! the umask, as any file a build tool creates. An existing regular file at the destination is
+//! replaced; a symbolic link there is replaced by the image, not followed; anything else
+//! (a directory, a device, a FIFO, a socket) is refused before any work.
 
 use std::fs::File;
 use std::io;
-use std::os::unix::fs::FileExt;
+use std::os::unix::fs::{FileExt, FileTypeExt, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use tempfile::NamedTempFile;
@@ -19,19 +22,19 @@ pub struct Output {
 }
 
 impl Output {
-    /// Creates a temporary file in the directory of `dest`.
+    /// Checks `dest` with [`check_destination`], then creates a temporary file in its directory.
     pub fn create(dest: &Path) -> Result<Self> {
-        let dir = match dest.parent() {
-            Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-            _ => PathBuf::from("."),
-        };
+        check_destination(dest, &[])?;
+        let dir = dest_dir(dest);
         let name = dest
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default();
+        // open(2) takes the umask off the mode, as for any file created.
         let temp = tempfile::Builder::new()
             .prefix(&format!(".{name}."))
             .suffix(".partial")
+            .permissions(std::fs::Permissions::from_mode(0o666))
             .tempfile_in(&dir)
             .map_err(|e| {
                 Error::io(
@@ -75,6 +78,87 @@ impl Output {
         })?;
         Ok(())
     }
+}
+
+/// The directory `dest` goes in.
+fn dest_dir(dest: &Path) -> PathBuf {
+    match dest.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    }
+}
+
+/// Whether `dest` may receive an image read from `inputs` (files or directories): it must not
+/// name an existing directory, device, FIFO or socket (a symbolic link is fine: it is replaced,
+/// not followed), nor an input, a hard link to one, or a path inside an input directory.
+/// Every refusal is [`crate::ErrorKind::InvalidArgument`]; nothing is changed.
+pub fn check_destination(dest: &Path, inputs: &[&Path]) -> Result<()> {
+    let refuse = |why: &str| Err(Error::invalid(format!("output {}: {why}", dest.display())));
+    if dest.file_name().is_none() {
+        return refuse("names a directory, not a file");
+    }
+    let existing = match std::fs::symlink_metadata(dest) {
+        Ok(md) => Some(md),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => None,
+        Err(e) => {
+            return Err(Error::io(
+                format!("cannot inspect the output {}", dest.display()),
+                e,
+            ))
+        }
+    };
+    if let Some(md) = &existing {
+        let t = md.file_type();
+        if t.is_dir() {
+            return refuse("is a directory; give a file name");
+        }
+        if t.is_block_device() {
+            return refuse(
+                "is a block device; writing an image straight to a block device is not \
+                 supported yet (write a file, then copy it with dd)",
+            );
+        }
+        if t.is_char_device() {
+            return refuse("is a character device; give a regular file");
+        }
+        if t.is_fifo() {
+            return refuse("is a FIFO; give a regular file");
+        }
+        if t.is_socket() {
+            return refuse("is a socket; give a regular file");
+        }
+    }
+    if inputs.is_empty() {
+        return Ok(());
+    }
+    // Where the image will be: its directory resolved, its own name kept (a symbolic link at
+    // the destination is replaced, so where it points does not matter).
+    let Ok(dir) = std::fs::canonicalize(dest_dir(dest)) else {
+        return Ok(()); // no such directory: creating the temporary file will say so
+    };
+    let target = dir.join(dest.file_name().unwrap_or_default());
+    let regular = existing.filter(|md| md.file_type().is_file());
+    for input in inputs {
+        let Ok(input_md) = std::fs::metadata(input) else {
+            continue;
+        };
+        let same_file = regular
+            .as_ref()
+            .is_some_and(|md| md.dev() == input_md.dev() && md.ino() == input_md.ino());
+        let Ok(input) = std::fs::canonicalize(input) else {
+            continue;
+        };
+        if same_file || target == input {
+            return refuse(&format!("is the input {}", input.display()));
+        }
+        if input_md.is_dir() && target.starts_with(&input) {
+            return refuse(&format!(
+                "is inside the input directory {}",
+                input.display()
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// Gathers writes to consecutive blocks into large runs for the background writer.

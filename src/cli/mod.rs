@@ -106,15 +106,17 @@ pub struct ImageArgs {
     /// Exact image size (e.g. 2G); fails if the content does not fit.
     #[arg(long, value_parser = units::parse_size)]
     pub size: Option<u64>,
-    /// Block size: 1024, 2048, 4096, or auto: as mke2fs chooses, 1024 for an image expected
-    /// to be under 512 MiB (from the size given, or the layers' sizes and the headroom), else
-    /// 4096.
-    #[arg(long, value_name = "BYTES", default_value = "auto", value_parser = parse_block_size)]
+    /// Block size: 4096 (page-sized, what a VM's root disk wants), 1024, 2048, or auto: as
+    /// mke2fs chooses, 1024 for an image expected to be under 512 MiB (from the size given, or
+    /// the layers' sizes and the headroom), else 4096.
+    #[arg(long, value_name = "BYTES", default_value = "4096", value_parser = parse_block_size)]
     pub block_size: BlockSizeArg,
-    /// Free space beyond the content: a percentage (20%) or a size (512M).
-    #[arg(long, default_value = "20%")]
-    pub headroom: String,
-    /// Total number of inodes (default: used + 20% + 1024).
+    /// Free space beyond the content: a percentage (20%) or a size (512M) [default: 20% of the
+    /// content, at least 256M].
+    #[arg(long)]
+    pub headroom: Option<String>,
+    /// Total number of inodes (default: the used ones, plus free ones: one per 16 KiB of
+    /// image, and at least a fifth of the used ones).
     #[arg(long)]
     pub inodes: Option<u64>,
     /// Volume label (up to 16 bytes).
@@ -268,15 +270,16 @@ pub fn pull_options(
 pub fn build_options(args: &ImageArgs) -> Result<BuildOptions, Failure> {
     let mut opts = BuildOptions::default();
     opts.size = args.size;
-    opts.headroom = match args.headroom.strip_suffix('%') {
-        Some(p) => Headroom::Percent(p.trim().parse().map_err(|_| {
-            usage(format!(
-                "--headroom {:?} is not a percentage",
-                args.headroom
-            ))
-        })?),
-        None => Headroom::Bytes(units::parse_size(&args.headroom).map_err(usage)?),
-    };
+    if let Some(headroom) = &args.headroom {
+        opts.headroom = match headroom.strip_suffix('%') {
+            Some(p) => Headroom::Percent(
+                p.trim()
+                    .parse()
+                    .map_err(|_| usage(format!("--headroom {headroom:?} is not a percentage")))?,
+            ),
+            None => Headroom::Bytes(units::parse_size(headroom).map_err(usage)?),
+        };
+    }
     opts.inodes = args.inodes;
     opts.label = args.label.clone();
     opts.uuid = args

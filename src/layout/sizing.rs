@@ -59,6 +59,10 @@ pub fn journal_blocks(blocks: u64) -> Option<u64> {
         .map(|&(_, j)| j)
 }
 
+/// Bytes of image per free inode that an image sized by default keeps at least: mke2fs's
+/// default `inode_ratio`.
+pub const BYTES_PER_FREE_INODE: u64 = 16 << 10;
+
 /// Free space to leave in the image beyond its content.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Headroom {
@@ -66,13 +70,42 @@ pub enum Headroom {
     Percent(u32),
     /// A number of bytes.
     Bytes(u64),
+    /// The larger of a percentage of the used blocks and a number of bytes.
+    AtLeast {
+        /// Percentage of the used blocks.
+        percent: u32,
+        /// Bytes, whatever the content.
+        bytes: u64,
+    },
 }
 
 impl Headroom {
+    /// The default: 20 % of the content, and never less than 256 MiB, so that a guest has room
+    /// to install packages, write logs and grow a few files. Free blocks are holes in the
+    /// image file, so the room costs no disk space.
+    pub const DEFAULT: Headroom = Headroom::AtLeast {
+        percent: 20,
+        bytes: 256 << 20,
+    };
+
+    /// Free bytes for content of `used` bytes.
+    pub fn bytes_for(self, used: u64) -> u64 {
+        let percent = |p: u32| used.saturating_mul(u64::from(p)).div_ceil(100);
+        match self {
+            Headroom::Percent(p) => percent(p),
+            Headroom::Bytes(b) => b,
+            Headroom::AtLeast { percent: p, bytes } => percent(p).max(bytes),
+        }
+    }
+
     fn blocks(self, used: u64, bs: BlockSize) -> u64 {
+        let size = bs.bytes_u64();
         match self {
             Headroom::Percent(p) => (used * u64::from(p)).div_ceil(100),
-            Headroom::Bytes(b) => b.div_ceil(bs.bytes_u64()),
+            Headroom::Bytes(b) => b.div_ceil(size),
+            Headroom::AtLeast { percent, bytes } => Headroom::Percent(percent)
+                .blocks(used, bs)
+                .max(bytes.div_ceil(size)),
         }
     }
 }
@@ -98,7 +131,8 @@ pub struct SizePolicy {
     pub headroom: Headroom,
     /// Smallest image when the size is not fixed.
     pub min_bytes: u64,
-    /// Total inode count wanted; default: used + 20% + 1024.
+    /// Total inode count wanted; default: the used ones, and free ones at least one per
+    /// [`BYTES_PER_FREE_INODE`] of image and at least a fifth of the used ones.
     pub inodes: Option<u64>,
 }
 
@@ -240,32 +274,59 @@ pub fn plan(
     policy: &SizePolicy,
     alloc: &BlockAllocator,
 ) -> Result<Plan, SizingError> {
+    match plan_with(demand, policy, alloc, policy.inodes) {
+        // With a fixed size and the default inode count, inode tables for one inode per 16 KiB
+        // may not fit beside the content; a fifth more than the used ones is then enough.
+        Err(SizingError::TooSmall { .. })
+            if policy.fixed_bytes.is_some() && policy.inodes.is_none() =>
+        {
+            let least = demand.inodes_used + demand.inodes_used / 5;
+            plan_with(demand, policy, alloc, Some(least))
+        }
+        other => other,
+    }
+}
+
+/// The default inode count for an image of `blocks` blocks holding `used` inodes.
+fn default_inodes(used: u64, blocks: u64, bs: BlockSize) -> u64 {
+    let by_size = blocks.saturating_mul(bs.bytes_u64()) / BYTES_PER_FREE_INODE;
+    used + by_size.max(used / 5)
+}
+
+fn plan_with(
+    demand: &Demand,
+    policy: &SizePolicy,
+    alloc: &BlockAllocator,
+    inodes: Option<u64>,
+) -> Result<Plan, SizingError> {
     let bs = alloc.block_size();
     let bpg = u64::from(bs.blocks_per_group());
     let first = bs.first_data_block();
-    let total_inodes = match policy.inodes {
-        Some(n) if n < demand.inodes_used => {
+    if let Some(n) = inodes {
+        if n < demand.inodes_used {
             return Err(SizingError::Inodes(format!(
                 "{n} inodes requested, but the content needs {}",
                 demand.inodes_used
-            )))
+            )));
         }
-        Some(n) => n,
-        None => demand.inodes_used + demand.inodes_used / 5 + 1024,
-    };
-    if total_inodes > u64::from(u32::MAX) {
-        return Err(SizingError::Inodes(format!(
-            "{total_inodes} inodes is more than ext4 can address"
-        )));
     }
-    let min_groups = total_inodes.div_ceil(bpg);
+    let total_for =
+        |blocks: u64| inodes.unwrap_or_else(|| default_inodes(demand.inodes_used, blocks, bs));
     let mut blocks = match policy.fixed_bytes {
         Some(bytes) => bytes / bs.bytes_u64(),
-        None => (policy.min_bytes / bs.bytes_u64())
-            .max(alloc.high_water())
-            .max(group_start(min_groups.max(1) - 1, bs) + 1),
+        None => (policy.min_bytes / bs.bytes_u64()).max(alloc.high_water()),
     };
+    if policy.fixed_bytes.is_none() {
+        let min_groups = total_for(blocks).div_ceil(bpg);
+        blocks = blocks.max(group_start(min_groups.max(1) - 1, bs) + 1);
+    }
     loop {
+        let total_inodes = total_for(blocks);
+        if total_inodes > u64::from(u32::MAX) {
+            return Err(SizingError::Inodes(format!(
+                "{total_inodes} inodes is more than ext4 can address"
+            )));
+        }
         let groups = groups_for(blocks, bs).max(1);
         let ipg = inodes_per_group(total_inodes, groups, bs);
         if ipg > bpg || groups * ipg > u64::from(u32::MAX) {
@@ -449,6 +510,67 @@ mod tests {
         assert!(g.blocks_count >= used + used / 5, "{g:?}");
         assert!(g.blocks_count >= alloc.high_water());
         assert!(g.inodes_count() >= 5000 + 1000 + 1024);
+    }
+
+    #[test]
+    fn default_headroom_keeps_256_mib_or_a_fifth_and_an_inode_per_16_kib() {
+        let bs = BlockSize::K4;
+        let default = SizePolicy {
+            headroom: Headroom::DEFAULT,
+            ..policy()
+        };
+        for (content, inodes_used) in [(10u64, 12u64), (600_000, 300_000)] {
+            let mut alloc = BlockAllocator::new(bs, 128, 1 << 28);
+            let mut used = 0;
+            while used < content {
+                used += alloc.alloc(content - used).unwrap().len;
+            }
+            let demand = Demand {
+                used_blocks: used,
+                inodes_used,
+                journal: true,
+            };
+            let plan = plan(&demand, &default, &alloc).unwrap();
+            let g = plan.geometry;
+            let mut sim = alloc.clone();
+            let meta = place_group_metadata(&mut sim, &g, plan.journal_blocks).unwrap();
+            let meta: u64 = meta.runs.iter().map(|r| r.len).sum();
+            let taken = used + meta + super_overhead(u64::from(g.groups), bs);
+            let free = g.blocks_count - taken;
+            assert!(free >= (256 << 20) / 4096, "{content}: {free} free");
+            assert!(free * 5 >= taken, "{content}: {free} free of {taken}");
+            let free_inodes = g.inodes_count() - inodes_used;
+            assert!(free_inodes >= g.blocks_count * 4096 / BYTES_PER_FREE_INODE);
+            assert!(free_inodes * 5 >= inodes_used);
+        }
+        // 600,000 blocks of content: a fifth of it is more than 256 MiB.
+        assert_eq!(Headroom::DEFAULT.bytes_for(10 << 30), 2 << 30);
+        assert_eq!(Headroom::DEFAULT.bytes_for(100 << 20), 256 << 20);
+    }
+
+    #[test]
+    fn fixed_size_keeps_its_size_with_fewer_inodes_when_tables_do_not_fit() {
+        // 40 MiB of content with 100 blocks to spare: an inode per 16 KiB would take 163
+        // blocks of inode tables, a fifth more than the used ones takes 8.
+        let mut alloc = BlockAllocator::new(BlockSize::K4, 128, 1 << 28);
+        let mut used = 0;
+        while used < 10_240 {
+            used += alloc.alloc(10_240 - used).unwrap().len;
+        }
+        let demand = Demand {
+            used_blocks: used,
+            inodes_used: 100,
+            journal: false,
+        };
+        let fixed = SizePolicy {
+            fixed_bytes: Some((alloc.high_water() + 100) * 4096),
+            headroom: Headroom::DEFAULT,
+            ..policy()
+        };
+        let plan = plan(&demand, &fixed, &alloc).unwrap();
+        assert_eq!(plan.geometry.blocks_count, alloc.high_water() + 100);
+        let inodes = plan.geometry.inodes_count();
+        assert!((120..1000).contains(&inodes), "{inodes}");
     }
 
     #[test]

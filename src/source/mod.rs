@@ -113,6 +113,21 @@ fn file_kind(path: &Path) -> Result<FileKind> {
     })
 }
 
+/// The files and directories a build of `source` or `layers` (as [`plan`] takes them) reads:
+/// what an output path must not overwrite.
+pub fn input_paths(source: Option<&str>, layers: &[PathBuf]) -> Vec<PathBuf> {
+    let mut paths = layers.to_vec();
+    if let Some(source) = source {
+        let path = if Path::new(source).exists() {
+            Some(source)
+        } else {
+            split_reference(source, |p| Path::new(p).exists()).map(|(p, _)| p)
+        };
+        paths.extend(path.map(PathBuf::from));
+    }
+    paths
+}
+
 /// Splits `PATH:REF` or `PATH@sha256:…` into an existing path and a reference. A reference may
 /// itself hold colons (`archive.tar:alpine:3.20`), so the first split whose path exists wins.
 fn split_reference(source: &str, exists: impl Fn(&str) -> bool) -> Option<(&str, &str)> {

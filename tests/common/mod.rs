@@ -465,10 +465,59 @@ fn free_and_total(path: &Path) -> (u64, u64) {
     (s.f_bavail * s.f_frsize, s.f_blocks * s.f_frsize)
 }
 
-/// Mounts the image read-write and creates, writes, appends, renames and deletes files until
-/// half of the free space is used, then unmounts.
+/// The directory under `root` with the most entries (the first found of equal ones), and
+/// their number.
+pub fn largest_directory(root: &Path) -> (PathBuf, usize) {
+    let mut best = (root.to_path_buf(), 0);
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        let mut n = 0;
+        for e in fs::read_dir(&dir).unwrap() {
+            let e = e.unwrap();
+            n += 1;
+            if e.file_type().unwrap().is_dir() {
+                stack.push(e.path());
+            }
+        }
+        if n > best.1 {
+            best = (dir, n);
+        }
+    }
+    best
+}
+
+/// Names that `read_write_session` adds to the largest directory of an image.
+pub const NEW_NAMES: usize = 10_000;
+
+/// Adds [`NEW_NAMES`] names of 8 to 60 bytes to the largest directory under `root`, as hard
+/// links to one new file (names without inodes), and checks they are all there.
+pub fn grow_largest_directory(root: &Path) {
+    let (dir, before) = largest_directory(root);
+    let file = dir.join("rw-grown");
+    fs::write(&file, b"grown\n").unwrap_or_else(|e| panic!("{}: {e}", dir.display()));
+    let mut rng = Rng::new(before as u64);
+    for i in 0..NEW_NAMES {
+        let len = 8 + rng.below(53) as usize;
+        let mut name = format!("rw{i}-");
+        while name.len() < len {
+            name.push((b'a' + rng.below(26) as u8) as char);
+        }
+        fs::hard_link(&file, dir.join(&name)).unwrap_or_else(|e| {
+            panic!(
+                "adding name {i} to {} ({before} entries): {e}",
+                dir.display()
+            )
+        });
+    }
+    assert_eq!(fs::read_dir(&dir).unwrap().count(), before + 1 + NEW_NAMES);
+}
+
+/// Mounts the image read-write, adds [`NEW_NAMES`] names to its largest directory, and
+/// creates, writes, appends, renames and deletes files until half of the free space is used,
+/// then unmounts.
 pub fn read_write_session(image: &Path) {
     let m = Mounted::new(image, false).unwrap_or_else(|e| panic!("read-write {e}"));
+    grow_largest_directory(m.path());
     let root = m.path().join("rw-session");
     fs::create_dir_all(&root).unwrap();
     let (free0, _) = free_and_total(m.path());
