@@ -1265,6 +1265,57 @@ fn refused_where_go_refuses() {
     }
 }
 
+/// A GNU volume header is an entry of its own to Go, skipped by unpackers: the extended
+/// headers before it apply to nothing, and its data is skipped.
+#[test]
+fn volume_headers_end_extended_headers() {
+    let got = read(
+        &Tar::default()
+            .pax(b'x', &[("path", b"lost")])
+            .h(H::new(b"volume", b'V', 5).gnu())
+            .data(b"label")
+            .file("f", b"data")
+            .end(),
+    )
+    .unwrap();
+    assert_eq!(names(&got), ["f"]);
+    assert_eq!(got[0].1, b"data");
+}
+
+/// Refused where Go reads: types no image can hold, sparse versions not known, ids that do not
+/// fit.
+#[test]
+fn refused_beyond_go() {
+    let kind = |data: Vec<u8>| read(&data).map(|_| ()).unwrap_err().kind();
+    assert_eq!(
+        kind(Tar::default().h(H::new(b"z", b'Z', 0)).end()),
+        ErrorKind::Unsupported
+    );
+    assert_eq!(
+        kind(
+            Tar::default()
+                .pax(
+                    b'x',
+                    &[("GNU.sparse.major", b"2"), ("GNU.sparse.minor", b"0")]
+                )
+                .file("s", b"")
+                .end()
+        ),
+        ErrorKind::Unsupported
+    );
+    for uid in [&b"4294967296"[..], b"-1"] {
+        assert_eq!(
+            kind(
+                Tar::default()
+                    .pax(b'x', &[("uid", uid)])
+                    .file("f", b"")
+                    .end()
+            ),
+            ErrorKind::CorruptInput
+        );
+    }
+}
+
 // ---------------------------------------------------------------------------------------------
 // Whole builds: the image holds what Go reads, judged by e2fsck and a kernel mount.
 
@@ -1366,6 +1417,7 @@ fn build_names_and_fields_as_go_reads_them() {
         .pax(b'g', &[("comment", b"global")])
         .file("after-global", b"g");
     t.h(H::new(b"old-style-dir/", b'\0', 0).mode(0o750));
+    t.h(H::new(b"file-with-slash/", b'0', 4)).data(b"data");
     let layer1 = t.end();
     let layer2 = Tar::default()
         .pax(b'g', &[("comment", b"only")])
@@ -1390,6 +1442,7 @@ fn build_names_and_fields_as_go_reads_them() {
         ),
         file_op("after-global", Attrs::new(0o644), b"g"),
         Op::Put("old-style-dir".into(), Attrs::new(0o750).to_node(Kind::Dir)),
+        file_op("file-with-slash", Attrs::new(0o644), b"data"),
     ];
     check_image(&image, &expected(&[ops, Vec::new()]), NO_RW);
 }

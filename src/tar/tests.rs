@@ -364,7 +364,7 @@ struct Repeat {
 impl Repeat {
     fn new(head: Vec<u8>, unit: Vec<u8>, count: usize, tail: Vec<u8>) -> Self {
         let mut order = vec![0];
-        order.extend(std::iter::repeat(1).take(count));
+        order.extend(std::iter::repeat_n(1, count));
         order.push(2);
         Repeat {
             parts: vec![head, unit, tail],
