@@ -755,8 +755,7 @@ impl<R: Read> TarReader<R> {
                     }
                     Some(_) => values.push(v),
                 }
-                if let Some(n) = count.filter(|&n| values.len() == 2 * n) {
-                    debug_assert_eq!(values.len(), 2 * n);
+                if count.is_some_and(|n| values.len() == 2 * n) {
                     return Ok(values.chunks(2).map(|c| (c[0], c[1])).collect());
                 }
             }
