@@ -8,8 +8,11 @@ pub const BLOCK: usize = 512;
 pub enum Format {
     /// No magic: the original Unix v7 layout.
     V7,
-    /// POSIX ustar (`"ustar\0"`, version `"00"`), also used by PAX.
+    /// POSIX ustar (`"ustar\0"`, any version), also used by PAX.
     Ustar,
+    /// Jörg Schilling's star: ustar magic and `"tar\0"` in the last four bytes; its prefix is
+    /// 131 bytes, followed by access and change times.
+    Star,
     /// GNU tar (`"ustar "`, version `" \0"`).
     Gnu,
 }
@@ -88,8 +91,9 @@ pub fn cstr(field: &[u8]) -> &[u8] {
     }
 }
 
-/// Parses a numeric field: octal digits surrounded by spaces or NULs, or the base-256 form GNU
-/// tar and Go use for values that do not fit (first byte 0x80, or 0xFF for negative numbers).
+/// Parses a numeric field as Go's `archive/tar` does (what containerd, Docker and umoci read
+/// layers with): the base-256 form GNU tar and Go use for values that do not fit (first byte
+/// with its high bit set, bit 6 the sign), or else octal.
 pub fn parse_number(field: &[u8], name: &'static str) -> Result<i64, HeaderError> {
     if let Some(&first) = field.first() {
         if first & 0x80 != 0 {
@@ -111,24 +115,19 @@ pub fn parse_number(field: &[u8], name: &'static str) -> Result<i64, HeaderError
             return Ok(if invert == 0xFF { !v } else { v });
         }
     }
-    let trimmed: &[u8] = {
-        let s = field
-            .iter()
-            .position(|&b| b != b' ' && b != 0)
-            .unwrap_or(field.len());
-        let rest = &field[s..];
-        let e = rest
-            .iter()
-            .position(|&b| b == b' ' || b == 0)
-            .unwrap_or(rest.len());
-        // Anything after the terminator must be padding.
-        if rest[e..].iter().any(|&b| b != b' ' && b != 0) {
-            return Err(HeaderError::Number(name));
-        }
-        &rest[..e]
-    };
+    parse_octal(field, name)
+}
+
+/// Parses an octal field: spaces and NULs around it are ignored, and so is anything after a
+/// NUL inside it; an empty field is 0. Spaces inside the digits, signs and other characters are
+/// errors.
+pub fn parse_octal(field: &[u8], name: &'static str) -> Result<i64, HeaderError> {
+    let pad = |b: &u8| *b == b' ' || *b == 0;
+    let start = field.iter().position(|b| !pad(b)).unwrap_or(field.len());
+    let end = field.iter().rposition(|b| !pad(b)).map_or(start, |e| e + 1);
+    let digits = cstr(&field[start..end.max(start)]);
     let mut v: i64 = 0;
-    for &b in trimmed {
+    for &b in digits {
         if !(b'0'..=b'7').contains(&b) {
             return Err(HeaderError::Number(name));
         }
@@ -143,7 +142,7 @@ pub fn parse_number(field: &[u8], name: &'static str) -> Result<i64, HeaderError
 impl<'a> Header<'a> {
     /// Parses a block, verifying its checksum. The caller has already ruled out a zero block.
     pub fn parse(raw: &'a [u8; BLOCK]) -> Result<Self, HeaderError> {
-        let stored = parse_number(&raw[148..156], "chksum")?;
+        let stored = parse_octal(&raw[148..156], "chksum")?;
         // The checksum counts the checksum field as eight spaces; old tars summed signed bytes.
         let unsigned: i64 = raw.iter().map(|&b| i64::from(b)).sum::<i64>()
             - raw[148..156].iter().map(|&b| i64::from(b)).sum::<i64>()
@@ -158,6 +157,7 @@ impl<'a> Header<'a> {
             return Err(HeaderError::Checksum);
         }
         let format = match (&raw[257..263], &raw[263..265]) {
+            (b"ustar\0", _) if &raw[508..512] == b"tar\0" => Format::Star,
             (b"ustar\0", _) => Format::Ustar,
             (b"ustar ", b" \0") => Format::Gnu,
             _ => Format::V7,
@@ -170,19 +170,26 @@ impl<'a> Header<'a> {
         self.raw[156]
     }
 
-    /// The name, with the ustar prefix joined in.
+    /// The name, with the ustar (or star) prefix joined in; for GNU headers whose time fields
+    /// are not numbers, with those bytes read as a prefix (see [`Header::gnu_times`]).
     pub fn name(&self) -> Vec<u8> {
         let name = cstr(&self.raw[0..100]);
-        if self.format == Format::Ustar {
-            let prefix = cstr(&self.raw[345..500]);
-            if !prefix.is_empty() {
-                let mut full = prefix.to_vec();
-                full.push(b'/');
-                full.extend_from_slice(name);
-                return full;
-            }
+        let prefix = match self.format {
+            Format::Ustar => cstr(&self.raw[345..500]),
+            Format::Star => cstr(&self.raw[345..476]),
+            Format::Gnu => match self.gnu_times() {
+                Ok(_) => &[][..],
+                Err(prefix) => prefix,
+            },
+            Format::V7 => &[][..],
+        };
+        if prefix.is_empty() {
+            return name.to_vec();
         }
-        name.to_vec()
+        let mut full = prefix.to_vec();
+        full.push(b'/');
+        full.extend_from_slice(name);
+        full
     }
 
     /// The link name.
@@ -231,15 +238,42 @@ impl<'a> Header<'a> {
         parse_number(&self.raw[337..345], "devminor")
     }
 
-    /// GNU headers carry access and change times (0 when absent).
-    pub fn gnu_times(&self) -> Result<(i64, i64), HeaderError> {
-        if self.format != Format::Gnu {
-            return Ok((0, 0));
+    /// Access and change times: GNU headers carry them where ustar has its prefix (a field
+    /// starting with NUL is absent), star headers after its shorter prefix.
+    ///
+    /// Go's writer before 1.8 put a ustar prefix into GNU headers; as Go reads them, GNU time
+    /// fields that are not numbers are read as that prefix, when it is ASCII, and the times as
+    /// absent. `Err` holds that prefix (empty when it is not ASCII).
+    pub fn gnu_times(&self) -> Result<(Option<i64>, Option<i64>), &'a [u8]> {
+        match self.format {
+            Format::Gnu => {
+                let time = |f: &[u8]| -> Result<Option<i64>, HeaderError> {
+                    if f[0] == 0 {
+                        return Ok(None);
+                    }
+                    parse_number(f, "atime").map(Some)
+                };
+                match (time(&self.raw[345..357]), time(&self.raw[357..369])) {
+                    (Ok(a), Ok(c)) => Ok((a, c)),
+                    _ => {
+                        let prefix = cstr(&self.raw[345..500]);
+                        Err(if prefix.is_ascii() { prefix } else { &[] })
+                    }
+                }
+            }
+            _ => Ok((None, None)),
         }
-        Ok((
-            parse_number(&self.raw[345..357], "atime")?,
-            parse_number(&self.raw[357..369], "ctime")?,
-        ))
+    }
+
+    /// Access and change times of a star header.
+    pub fn star_times(&self) -> Result<Option<(i64, i64)>, HeaderError> {
+        if self.format != Format::Star {
+            return Ok(None);
+        }
+        Ok(Some((
+            parse_number(&self.raw[476..488], "atime")?,
+            parse_number(&self.raw[488..500], "ctime")?,
+        )))
     }
 
     /// The old GNU sparse map in the header.
@@ -303,6 +337,10 @@ mod tests {
         assert_eq!(parse_number(b"12345670123 ", "m"), Ok(0o12345670123));
         assert!(parse_number(b"0009\0", "m").is_err());
         assert!(parse_number(b"07 7\0", "m").is_err());
+        // As Go reads them: whatever follows a NUL is ignored, spaces inside are not.
+        assert_eq!(parse_number(b"12\0junk\0", "m"), Ok(0o12));
+        assert_eq!(parse_number(b" \0 17 \0", "m"), Ok(0o17));
+        assert!(parse_number(b"+17\0", "m").is_err());
     }
 
     #[test]

@@ -8,15 +8,14 @@ use crate::ext4::acl::{self, tag, AclEntry};
 /// One PAX record: key and value.
 pub type Record = (Vec<u8>, Vec<u8>);
 
-/// Parses the records of a PAX header. Later records for the same key win, except for the
-/// repeated `GNU.sparse.offset` / `GNU.sparse.numbytes` pairs, which are kept in order.
+/// Parses the records of a PAX header, as Go's `archive/tar` does: every record must be
+/// `"%d %s=%s\n"` with a length that covers exactly the record, a key that is not empty and
+/// holds no NUL, and no NUL in a `path`, `linkpath`, `uname` or `gname` value (GNU tar and
+/// bsdtar refuse NULs in keys too). Nothing may follow the last record, not even NUL padding.
+/// Records come back in order; what a repeated key means is [`Overrides::from_records`]' call.
 pub fn parse_records(mut data: &[u8]) -> Result<Vec<Record>, String> {
     let mut out = Vec::new();
     while !data.is_empty() {
-        // Some writers pad the header with NULs.
-        if data.iter().all(|&b| b == 0) {
-            break;
-        }
         let sp = data
             .iter()
             .position(|&b| b == b' ')
@@ -25,7 +24,7 @@ pub fn parse_records(mut data: &[u8]) -> Result<Vec<Record>, String> {
             .ok()
             .and_then(|s| s.parse().ok())
             .ok_or("PAX record length is not a number")?;
-        if len <= sp + 1 || len > data.len() {
+        if len < 5 || len <= sp + 1 || len > data.len() {
             return Err(format!("PAX record length {len} is out of bounds"));
         }
         let record = &data[sp + 1..len];
@@ -36,48 +35,65 @@ pub fn parse_records(mut data: &[u8]) -> Result<Vec<Record>, String> {
             .iter()
             .position(|&b| b == b'=')
             .ok_or("PAX record without '='")?;
-        out.push((body[..eq].to_vec(), body[eq + 1..].to_vec()));
+        let (key, value) = (&body[..eq], &body[eq + 1..]);
+        if key.is_empty() {
+            return Err("PAX record with an empty key".into());
+        }
+        if key.contains(&0) {
+            return Err(format!("PAX record key {} holds a NUL", show(key)));
+        }
+        if matches!(key, b"path" | b"linkpath" | b"uname" | b"gname") && value.contains(&0) {
+            return Err(format!("PAX record {} holds a NUL", show(key)));
+        }
+        out.push((key.to_vec(), value.to_vec()));
         data = &data[len..];
     }
     Ok(out)
 }
 
-/// Parses a PAX time: decimal seconds with an optional sign and fraction.
+/// At most 64 bytes of a key or value from the input, control characters escaped, quoted, for
+/// a message.
+pub fn show(bytes: &[u8]) -> String {
+    format!("\"{}\"", escape(bytes))
+}
+
+/// At most 64 bytes of a name or key from the input, control characters and bytes beyond
+/// ASCII escaped.
+pub fn escape(bytes: &[u8]) -> String {
+    let cut = &bytes[..bytes.len().min(64)];
+    let more = if bytes.len() > 64 { "..." } else { "" };
+    format!("{}{more}", cut.escape_ascii())
+}
+
+/// Parses a PAX time as Go does: decimal seconds with an optional sign, then optionally `.`
+/// and digits (beyond nine ignored).
 pub fn parse_time(value: &[u8]) -> Option<Timestamp> {
     let s = std::str::from_utf8(value).ok()?;
-    let (negative, s) = match s.strip_prefix('-') {
-        Some(rest) => (true, rest),
-        None => (false, s),
-    };
     let (whole, frac) = match s.split_once('.') {
         Some((w, f)) => (w, f),
         None => (s, ""),
     };
-    if whole.is_empty()
-        || !whole.bytes().all(|b| b.is_ascii_digit())
-        || !frac.bytes().all(|b| b.is_ascii_digit())
-    {
+    let sec: i64 = whole.parse().ok()?;
+    if !frac.bytes().all(|b| b.is_ascii_digit()) {
         return None;
     }
-    let sec: i64 = whole.parse().ok()?;
     let mut nsec: u32 = 0;
     for (i, d) in frac.bytes().take(9).enumerate() {
         nsec += u32::from(d - b'0') * 10u32.pow(8 - i as u32);
     }
-    Some(if !negative {
+    Some(if !whole.starts_with('-') || nsec == 0 {
         Timestamp { sec, nsec }
-    } else if nsec == 0 {
-        Timestamp { sec: -sec, nsec: 0 }
     } else {
+        // -1.25 is 1.25 seconds before the epoch: -2 seconds plus 0.75.
         Timestamp {
-            sec: -sec - 1,
+            sec: sec.checked_sub(1)?,
             nsec: 1_000_000_000 - nsec,
         }
     })
 }
 
-/// Parses a non-negative decimal number.
-pub fn parse_u64(value: &[u8]) -> Option<u64> {
+/// Parses a decimal number as Go's `strconv.ParseInt` does (an optional sign, digits).
+pub fn parse_i64(value: &[u8]) -> Option<i64> {
     std::str::from_utf8(value).ok()?.parse().ok()
 }
 
@@ -166,24 +182,99 @@ pub fn text_acl_to_xattr(text: &[u8]) -> Result<Vec<u8>, String> {
     Ok(out)
 }
 
+/// Most extended attributes one entry may carry, and most bytes of their names and values
+/// together: far more than ext4 can store for one inode (its inode space and one block), so
+/// only input that could never build reaches them.
+pub const MAX_XATTRS: usize = 1024;
+/// See [`MAX_XATTRS`].
+pub const MAX_XATTR_BYTES: usize = 256 << 10;
+
 /// Sparse file information from PAX records (GNU formats 0.0, 0.1 and 1.0).
 #[derive(Clone, Debug, Default)]
 pub struct PaxSparse {
     /// `GNU.sparse.major`
-    pub major: Option<u64>,
+    pub major: Option<Vec<u8>>,
     /// `GNU.sparse.minor`
-    pub minor: Option<u64>,
+    pub minor: Option<Vec<u8>>,
     /// `GNU.sparse.name`: the real name.
     pub name: Option<Vec<u8>>,
-    /// `GNU.sparse.realsize` or `GNU.sparse.size`.
-    pub real_size: Option<u64>,
-    /// `GNU.sparse.map` (0.1) or the `GNU.sparse.offset`/`numbytes` pairs (0.0).
-    pub map: Vec<u64>,
-    /// Whether any sparse record was seen.
-    pub present: bool,
+    /// `GNU.sparse.size`, the real size (format 0.x).
+    pub size: Option<Vec<u8>>,
+    /// `GNU.sparse.realsize`, the real size (format 1.0).
+    pub real_size: Option<Vec<u8>>,
+    /// `GNU.sparse.numblocks`: how many pairs the 0.x map holds.
+    pub num_blocks: Option<Vec<u8>>,
+    /// `GNU.sparse.map` (0.1), or the `GNU.sparse.offset`/`numbytes` pairs (0.0) joined the same
+    /// way.
+    pub map: Option<Vec<u8>>,
 }
 
-/// What the PAX records of one entry override.
+/// Which GNU sparse format the records of an entry announce, as Go tells them apart.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SparseFormat {
+    /// Not sparse.
+    None,
+    /// 0.0 or 0.1: the map is in the records.
+    Map,
+    /// 1.0: the map starts the entry's data.
+    Data,
+    /// A version this reader does not know.
+    Unknown,
+}
+
+impl PaxSparse {
+    /// The format: versions 0.0, 0.1 and 1.0 by their `major`/`minor` records, or, without
+    /// those, 0.x when a map is present. Empty values count as absent.
+    pub fn format(&self) -> SparseFormat {
+        let major = self.major.as_deref().unwrap_or_default();
+        let minor = self.minor.as_deref().unwrap_or_default();
+        match (major, minor) {
+            (b"0", b"0" | b"1") => SparseFormat::Map,
+            (b"1", b"0") => SparseFormat::Data,
+            (b"", b"") if self.map.as_deref().is_some_and(|m| !m.is_empty()) => SparseFormat::Map,
+            (b"", b"") => SparseFormat::None,
+            _ => SparseFormat::Unknown,
+        }
+    }
+
+    /// The 0.x map: `numblocks` pairs of decimal numbers separated by commas.
+    pub fn map_pairs(&self) -> Result<Vec<(i64, i64)>, String> {
+        let count = self
+            .num_blocks
+            .as_deref()
+            .and_then(parse_i64)
+            .filter(|&n| n >= 0)
+            .ok_or("GNU.sparse.numblocks is missing or not a count")?;
+        let map = self.map.as_deref().unwrap_or_default();
+        let values: Vec<&[u8]> = if map.is_empty() {
+            Vec::new()
+        } else {
+            map.split(|&b| b == b',').collect()
+        };
+        let wanted = u64::try_from(count).unwrap_or(0).checked_mul(2);
+        if Some(values.len() as u64) != wanted {
+            return Err(format!(
+                "GNU.sparse.map holds {} values where GNU.sparse.numblocks says {count} pairs",
+                values.len()
+            ));
+        }
+        values
+            .chunks(2)
+            .map(|c| match (parse_i64(c[0]), parse_i64(c[1])) {
+                (Some(a), Some(b)) => Ok((a, b)),
+                _ => Err(format!(
+                    "GNU.sparse.map value {} is not a number",
+                    show(c[0])
+                )),
+            })
+            .collect()
+    }
+}
+
+/// What the PAX records of one entry override, read as Go's `archive/tar` reads them: a key
+/// given twice takes its last value, and an empty value leaves the header's field as it is.
+/// Go reads `SCHILY.devmajor`/`devminor` from no record (devices take the header's numbers),
+/// and so does this reader.
 #[derive(Clone, Debug, Default)]
 pub struct Overrides {
     /// `path`
@@ -191,106 +282,141 @@ pub struct Overrides {
     /// `linkpath`
     pub link_path: Option<Vec<u8>>,
     /// `size`
-    pub size: Option<u64>,
+    pub size: Option<i64>,
     /// `uid`
-    pub uid: Option<u64>,
+    pub uid: Option<i64>,
     /// `gid`
-    pub gid: Option<u64>,
+    pub gid: Option<i64>,
     /// `mtime`
     pub mtime: Option<Timestamp>,
     /// `atime`
     pub atime: Option<Timestamp>,
     /// `ctime`
     pub ctime: Option<Timestamp>,
-    /// `SCHILY.devmajor`
-    pub dev_major: Option<u64>,
-    /// `SCHILY.devminor`
-    pub dev_minor: Option<u64>,
-    /// Extended attributes from `SCHILY.xattr.*`, `LIBARCHIVE.xattr.*` and `SCHILY.acl.*`.
+    /// Extended attributes from `SCHILY.xattr.*`, `LIBARCHIVE.xattr.*` and `SCHILY.acl.*`, one
+    /// per name (the last record wins), in the order of their first record.
     pub xattrs: Vec<Xattr>,
     /// Sparse file records.
     pub sparse: PaxSparse,
 }
 
 impl Overrides {
-    /// Applies the records of one PAX header. Returns warnings for records that were ignored.
-    pub fn apply(&mut self, records: Vec<Record>) -> Result<Vec<String>, String> {
+    /// What the records of one PAX header say. Returns warnings for records that were ignored,
+    /// as (at most 64 bytes of) their keys.
+    pub fn from_records(records: Vec<Record>) -> crate::error::Result<(Self, Vec<String>)> {
+        use crate::error::Error;
+        let mut o = Overrides::default();
         let mut warnings = Vec::new();
+        let mut by_name: std::collections::HashMap<Vec<u8>, usize> =
+            std::collections::HashMap::new();
+        let mut xattr_bytes = 0usize;
+        // GNU sparse 0.0 repeats offset and numbytes records; Go joins them into a 0.1 map,
+        // in strict alternation.
+        let mut pairs: Vec<u8> = Vec::new();
+        let mut pair_values = 0usize;
         for (key, value) in records {
             let bad = |what: &str| {
-                format!(
-                    "PAX record {}={:?} is not a valid {what}",
-                    String::from_utf8_lossy(&key),
-                    String::from_utf8_lossy(&value)
-                )
+                Error::corrupt(format!(
+                    "PAX record {}={} is not a valid {what}",
+                    show(&key),
+                    show(&value)
+                ))
             };
-            let num = |v: &[u8]| parse_u64(v).ok_or_else(|| bad("number"));
+            let num = |v: &[u8]| parse_i64(v).ok_or_else(|| bad("number"));
             let time = |v: &[u8]| parse_time(v).ok_or_else(|| bad("time"));
+            let mut xattr = |name: Vec<u8>, value: Vec<u8>| -> crate::error::Result<()> {
+                xattr_bytes += name.len() + value.len();
+                if let Some(&i) = by_name.get(&name) {
+                    let old: &mut Xattr = &mut o.xattrs[i];
+                    xattr_bytes -= old.name.len() + old.value.len();
+                    old.value = value;
+                } else {
+                    if o.xattrs.len() >= MAX_XATTRS {
+                        return Err(Error::limit(format!(
+                            "more than {MAX_XATTRS} extended attributes for one entry"
+                        )));
+                    }
+                    by_name.insert(name.clone(), o.xattrs.len());
+                    o.xattrs.push(Xattr { name, value });
+                }
+                if xattr_bytes > MAX_XATTR_BYTES {
+                    return Err(Error::limit(format!(
+                        "extended attributes of one entry take more than {MAX_XATTR_BYTES} bytes"
+                    )));
+                }
+                Ok(())
+            };
             match &key[..] {
-                b"path" => self.path = Some(value),
-                b"linkpath" => self.link_path = Some(value),
-                b"size" => self.size = Some(num(&value)?),
-                b"uid" => self.uid = Some(num(&value)?),
-                b"gid" => self.gid = Some(num(&value)?),
-                b"mtime" => self.mtime = Some(time(&value)?),
-                b"atime" => self.atime = Some(time(&value)?),
-                b"ctime" => self.ctime = Some(time(&value)?),
-                b"SCHILY.devmajor" => self.dev_major = Some(num(&value)?),
-                b"SCHILY.devminor" => self.dev_minor = Some(num(&value)?),
-                b"SCHILY.acl.access" | b"SCHILY.acl.default" => {
-                    let name: &[u8] = if &key[..] == b"SCHILY.acl.access" {
-                        b"system.posix_acl_access"
-                    } else {
-                        b"system.posix_acl_default"
-                    };
-                    let value = text_acl_to_xattr(&value)?;
-                    self.xattrs.push(Xattr {
-                        name: name.to_vec(),
-                        value,
-                    });
-                }
-                b"GNU.sparse.major" => {
-                    self.sparse.major = Some(num(&value)?);
-                    self.sparse.present = true;
-                }
-                b"GNU.sparse.minor" => {
-                    self.sparse.minor = Some(num(&value)?);
-                    self.sparse.present = true;
-                }
-                b"GNU.sparse.name" => {
-                    self.sparse.name = Some(value);
-                    self.sparse.present = true;
-                }
-                b"GNU.sparse.realsize" | b"GNU.sparse.size" => {
-                    self.sparse.real_size = Some(num(&value)?);
-                    self.sparse.present = true;
-                }
-                b"GNU.sparse.map" => {
-                    self.sparse.map = value
-                        .split(|&b| b == b',')
-                        .filter(|s| !s.is_empty())
-                        .map(|s| parse_u64(s).ok_or_else(|| bad("sparse map")))
-                        .collect::<Result<_, _>>()?;
-                    self.sparse.present = true;
-                }
                 b"GNU.sparse.offset" | b"GNU.sparse.numbytes" => {
-                    self.sparse.map.push(num(&value)?);
-                    self.sparse.present = true;
+                    let want: &[u8] = if pair_values % 2 == 0 {
+                        b"GNU.sparse.offset"
+                    } else {
+                        b"GNU.sparse.numbytes"
+                    };
+                    if key != want || value.contains(&b',') {
+                        return Err(Error::corrupt(format!(
+                            "GNU sparse 0.0 record {}={} is out of order or malformed",
+                            show(&key),
+                            show(&value)
+                        )));
+                    }
+                    if pair_values > 0 {
+                        pairs.push(b',');
+                    }
+                    pairs.extend_from_slice(&value);
+                    pair_values += 1;
+                    continue;
                 }
+                b"GNU.sparse.major" => o.sparse.major = Some(value),
+                b"GNU.sparse.minor" => o.sparse.minor = Some(value),
+                b"GNU.sparse.name" => o.sparse.name = Some(value),
+                b"GNU.sparse.size" => o.sparse.size = Some(value),
+                b"GNU.sparse.realsize" => o.sparse.real_size = Some(value),
+                b"GNU.sparse.numblocks" => o.sparse.num_blocks = Some(value),
+                b"GNU.sparse.map" => o.sparse.map = Some(value),
+                // An xattr's value may be empty (Docker and containerd set those).
                 _ if key.starts_with(b"SCHILY.xattr.") => {
-                    self.xattrs.push(Xattr {
-                        name: key[b"SCHILY.xattr.".len()..].to_vec(),
-                        value,
-                    });
+                    xattr(key[b"SCHILY.xattr.".len()..].to_vec(), value)?;
                 }
                 _ if key.starts_with(b"LIBARCHIVE.xattr.") => {
                     let name = url_decode(&key[b"LIBARCHIVE.xattr.".len()..])
                         .ok_or_else(|| bad("xattr name"))?;
                     let value = base64_decode(&value).ok_or_else(|| bad("base64 xattr value"))?;
-                    self.xattrs.push(Xattr { name, value });
+                    xattr(name, value)?;
                 }
-                // Names of owners are not used: numeric ids win. Charset, comments and file
-                // flags have no place in ext4.
+                b"SCHILY.acl.access" | b"SCHILY.acl.default" if !value.is_empty() => {
+                    let name: &[u8] = if &key[..] == b"SCHILY.acl.access" {
+                        b"system.posix_acl_access"
+                    } else {
+                        b"system.posix_acl_default"
+                    };
+                    xattr(
+                        name.to_vec(),
+                        text_acl_to_xattr(&value).map_err(Error::corrupt)?,
+                    )?;
+                }
+                // An empty value, the last for its key, leaves the header's field as it is.
+                _ if value.is_empty() => match &key[..] {
+                    b"path" => o.path = None,
+                    b"linkpath" => o.link_path = None,
+                    b"size" => o.size = None,
+                    b"uid" => o.uid = None,
+                    b"gid" => o.gid = None,
+                    b"mtime" => o.mtime = None,
+                    b"atime" => o.atime = None,
+                    b"ctime" => o.ctime = None,
+                    _ => {}
+                },
+                b"path" => o.path = Some(value),
+                b"linkpath" => o.link_path = Some(value),
+                b"size" => o.size = Some(num(&value)?),
+                b"uid" => o.uid = Some(num(&value)?),
+                b"gid" => o.gid = Some(num(&value)?),
+                b"mtime" => o.mtime = Some(time(&value)?),
+                b"atime" => o.atime = Some(time(&value)?),
+                b"ctime" => o.ctime = Some(time(&value)?),
+                // Names of owners are not used: numeric ids win. Charset, comments, file flags
+                // and the device numbers Go does not read have no place here.
                 b"uname"
                 | b"gname"
                 | b"hdrcharset"
@@ -298,17 +424,19 @@ impl Overrides {
                 | b"charset"
                 | b"SCHILY.fflags"
                 | b"SCHILY.dev"
+                | b"SCHILY.devmajor"
+                | b"SCHILY.devminor"
                 | b"SCHILY.ino"
                 | b"SCHILY.nlink"
                 | b"SCHILY.filetype"
                 | b"LIBARCHIVE.creationtime" => {}
-                _ => warnings.push(format!(
-                    "PAX record {} ignored",
-                    String::from_utf8_lossy(&key)
-                )),
+                _ => warnings.push(format!("PAX record {} ignored", show(&key))),
             }
         }
-        Ok(warnings)
+        if pair_values > 0 {
+            o.sparse.map = Some(pairs);
+        }
+        Ok((o, warnings))
     }
 }
 
@@ -358,8 +486,7 @@ mod tests {
 
     #[test]
     fn xattrs_from_both_dialects() {
-        let mut o = Overrides::default();
-        o.apply(vec![
+        let (o, _) = Overrides::from_records(vec![
             (b"SCHILY.xattr.user.a".to_vec(), vec![0, 1, 2]),
             (b"LIBARCHIVE.xattr.user.b%20c".to_vec(), b"AAEC".to_vec()),
         ])

@@ -288,6 +288,7 @@ fn sparse_maps_are_validated() {
     let data = archive(|b| {
         b.append_pax_extensions([
             ("GNU.sparse.map", b"0,5,2,3".as_slice()),
+            ("GNU.sparse.numblocks", b"2".as_slice()),
             ("GNU.sparse.size", b"100".as_slice()),
         ])
         .unwrap();
@@ -314,4 +315,258 @@ fn pax_global_headers_are_ignored() {
     assert_eq!(entries.len(), 1);
     assert_eq!(entries[0].0.path, b"f");
     assert_eq!(entries[0].0.mtime, Timestamp::from_secs(1_700_000_000));
+}
+
+// Memory bounded by what is kept: each limit is an error naming the entry, and floods of what
+// is not kept stay within the limits.
+
+/// A header block written by hand (ustar, or GNU when `gnu`), with its checksum.
+fn raw_header(name: &[u8], typeflag: u8, size: u64, gnu: bool) -> [u8; 512] {
+    let mut b = [0u8; 512];
+    b[..name.len()].copy_from_slice(name);
+    b[100..108].copy_from_slice(b"0000644\0");
+    b[108..116].copy_from_slice(b"0000000\0");
+    b[116..124].copy_from_slice(b"0000000\0");
+    b[124..136].copy_from_slice(format!("{size:011o}\0").as_bytes());
+    b[136..148].copy_from_slice(b"00000000000\0");
+    b[156] = typeflag;
+    b[257..265].copy_from_slice(if gnu { b"ustar  \0" } else { b"ustar\x0000" });
+    b[148..156].copy_from_slice(b"        ");
+    let sum: u32 = b.iter().map(|&x| u32::from(x)).sum();
+    b[148..156].copy_from_slice(format!("{sum:06o}\0 ").as_bytes());
+    b
+}
+
+fn padded(mut d: Vec<u8>) -> Vec<u8> {
+    d.resize(d.len().div_ceil(512) * 512, 0);
+    d
+}
+
+/// One PAX record.
+fn record(key: &[u8], value: &[u8]) -> Vec<u8> {
+    let body = [b" ", key, b"=", value, b"\n"].concat();
+    let mut n = body.len() + 1;
+    while n.to_string().len() + body.len() != n {
+        n += 1;
+    }
+    [n.to_string().as_bytes(), &body].concat()
+}
+
+/// A stream made of `count` copies of `unit` between `head` and `tail`, produced as it is
+/// read: the test itself never holds the whole stream.
+struct Repeat {
+    parts: Vec<Vec<u8>>,
+    order: Vec<usize>,
+    at: usize,
+    off: usize,
+}
+
+impl Repeat {
+    fn new(head: Vec<u8>, unit: Vec<u8>, count: usize, tail: Vec<u8>) -> Self {
+        let mut order = vec![0];
+        order.extend(std::iter::repeat_n(1, count));
+        order.push(2);
+        Repeat {
+            parts: vec![head, unit, tail],
+            order,
+            at: 0,
+            off: 0,
+        }
+    }
+}
+
+impl Read for Repeat {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        while self.at < self.order.len() {
+            let part = &self.parts[self.order[self.at]];
+            if self.off < part.len() {
+                let n = buf.len().min(part.len() - self.off);
+                buf[..n].copy_from_slice(&part[self.off..self.off + n]);
+                self.off += n;
+                return Ok(n);
+            }
+            self.at += 1;
+            self.off = 0;
+        }
+        Ok(0)
+    }
+}
+
+fn file_and_end(name: &[u8]) -> Vec<u8> {
+    let mut t = raw_header(name, b'0', 0, false).to_vec();
+    t.extend_from_slice(&[0; 1024]);
+    t
+}
+
+/// The shape of the reported flood: PAX headers of ignored 1 MiB records before one entry.
+/// Only the last header is kept and at most 32 may come before one entry, so 300 of them are
+/// a limit error naming the entry, found after reading 32 MiB, not 300.
+#[test]
+fn pax_header_flood_before_one_entry_is_a_limit() {
+    let rec = record(b"comment", &vec![b'c'; (1 << 20) - 20]);
+    assert!(rec.len() <= 1 << 20);
+    let mut unit = raw_header(b"PaxHeaders/f", b'x', rec.len() as u64, false).to_vec();
+    unit.extend(padded(rec));
+    let mut first = record(b"path", b"the/entry").to_vec();
+    first = [
+        raw_header(b"PaxHeaders/f", b'x', first.len() as u64, false).to_vec(),
+        padded(first),
+    ]
+    .concat();
+    let mut r = TarReader::new(Repeat::new(first, unit.clone(), 299, file_and_end(b"f")));
+    let err = r.next_entry().unwrap_err();
+    assert_eq!(err.kind(), crate::ErrorKind::LimitExceeded, "{err}");
+    let text = err.to_string();
+    assert!(text.contains("more than 32 extended headers"), "{text}");
+    assert!(text.contains("the/entry"), "names the entry: {text}");
+    assert!(
+        r.position() <= 33 * (unit.len() as u64 + 512),
+        "read on to {}",
+        r.position()
+    );
+    // Below the limit, the entry reads, with the last header's records only.
+    let mut r = TarReader::new(Repeat::new(Vec::new(), unit, 31, file_and_end(b"f")));
+    let e = r.next_entry().unwrap().unwrap();
+    assert_eq!(e.path, b"f");
+    assert!(r.next_entry().unwrap().is_none());
+}
+
+/// Global headers are entries of their own to Go: a flood of them is read through, each
+/// dropped as soon as it is read, and the warnings about their unknown records are capped and
+/// counted, never holding the records' bytes.
+#[test]
+fn global_header_flood_keeps_nothing() {
+    let key = vec![b'k'; 1 << 19];
+    let rec = [record(&key, b"v"), record(b"other", b"v")].concat();
+    let mut unit = raw_header(b"PaxHeaders/g", b'x', rec.len() as u64, false).to_vec();
+    unit.extend(padded(rec.clone()));
+    let mut g = raw_header(b"PaxHeaders/g", b'g', rec.len() as u64, false).to_vec();
+    g.extend(padded(rec));
+    // Each global header is followed by a PAX header of unknown records and a file.
+    let unit = [g, unit, file_and_end(b"f")[..512].to_vec()].concat();
+    let mut r = TarReader::new(Repeat::new(Vec::new(), unit, 100, vec![0; 1024]));
+    let mut n = 0;
+    while r.next_entry().unwrap().is_some() {
+        n += 1;
+    }
+    assert_eq!(n, 100);
+    let w = r.take_warnings();
+    assert_eq!(w.len(), MAX_WARNINGS + 1, "{:?}", &w[w.len() - 1]);
+    assert!(
+        w.last().unwrap().contains("184 more tar warnings"),
+        "{:?}",
+        w.last()
+    );
+    assert!(w.iter().all(|w| w.len() < 200), "warnings hold input bytes");
+}
+
+#[test]
+fn too_many_long_names_are_a_limit() {
+    let mut unit = raw_header(b"././@LongLink", b'L', 4, true).to_vec();
+    unit.extend(padded(b"name".to_vec()));
+    let mut r = TarReader::new(Repeat::new(
+        Vec::new(),
+        unit.clone(),
+        33,
+        file_and_end(b"f"),
+    ));
+    let err = r.next_entry().unwrap_err();
+    assert_eq!(err.kind(), crate::ErrorKind::LimitExceeded);
+    assert!(err.to_string().contains("\"name\""), "{err}");
+    let mut r = TarReader::new(Repeat::new(Vec::new(), unit, 32, file_and_end(b"f")));
+    assert_eq!(r.next_entry().unwrap().unwrap().path, b"name");
+}
+
+fn one_pax_entry(records: &[u8], name: &[u8], data: &[u8]) -> Vec<u8> {
+    let mut t = raw_header(b"PaxHeaders/f", b'x', records.len() as u64, false).to_vec();
+    t.extend(padded(records.to_vec()));
+    t.extend(raw_header(name, b'0', data.len() as u64, false));
+    t.extend(padded(data.to_vec()));
+    t.extend_from_slice(&[0; 1024]);
+    t
+}
+
+#[test]
+fn xattr_floods_are_limits() {
+    let many: Vec<u8> = (0..pax::MAX_XATTRS + 1)
+        .flat_map(|i| record(format!("SCHILY.xattr.user.{i}").as_bytes(), b"v"))
+        .collect();
+    let err = read_all(&one_pax_entry(&many, b"many", b"")).unwrap_err();
+    assert_eq!(err.kind(), crate::ErrorKind::LimitExceeded);
+    assert!(err.to_string().contains("many"), "{err}");
+    let big = record(b"SCHILY.xattr.user.big", &vec![b'v'; pax::MAX_XATTR_BYTES]);
+    let err = read_all(&one_pax_entry(&big, b"big", b"")).unwrap_err();
+    assert_eq!(err.kind(), crate::ErrorKind::LimitExceeded);
+    // The same name again and again is one attribute, its last value.
+    let same: Vec<u8> = (0..5000)
+        .flat_map(|i| record(b"SCHILY.xattr.user.same", i.to_string().as_bytes()))
+        .collect();
+    let (entries, _) = read_all(&one_pax_entry(&same, b"same", b"")).unwrap();
+    assert_eq!(entries[0].0.xattrs.len(), 1);
+    assert_eq!(entries[0].0.xattrs[0].value, b"4999");
+}
+
+/// A PAX 1.0 sparse map whose newline never comes stops at the map limit, not at the end of
+/// the data; its count is bounded too.
+#[test]
+fn sparse_1_0_maps_are_bounded() {
+    let sparse = [
+        record(b"GNU.sparse.major", b"1"),
+        record(b"GNU.sparse.minor", b"0"),
+        record(b"GNU.sparse.realsize", b"10"),
+    ]
+    .concat();
+    let endless = vec![b'1'; 4 << 20];
+    let err = read_all(&one_pax_entry(&sparse, b"endless", &endless)).unwrap_err();
+    assert_eq!(err.kind(), crate::ErrorKind::LimitExceeded, "{err}");
+    assert!(err.to_string().contains("endless"), "{err}");
+    let err = read_all(&one_pax_entry(
+        &sparse,
+        b"count",
+        &padded(b"99999999999\n".to_vec()),
+    ))
+    .unwrap_err();
+    assert_eq!(err.kind(), crate::ErrorKind::LimitExceeded, "{err}");
+    // Many small entries read in one pass.
+    let n = 100_000;
+    let mut map = format!("{n}\n");
+    for i in 0..n {
+        map += &format!("{}\n0\n", i * 2);
+    }
+    let sparse = [
+        record(b"GNU.sparse.major", b"1"),
+        record(b"GNU.sparse.minor", b"0"),
+        record(b"GNU.sparse.realsize", b"1000000"),
+    ]
+    .concat();
+    let (entries, _) =
+        read_all(&one_pax_entry(&sparse, b"many", &padded(map.into_bytes()))).unwrap();
+    assert_eq!(entries[0].0.sparse.as_ref().unwrap().len(), n);
+}
+
+/// Old GNU sparse extension blocks stop at the map limit (2048 blocks).
+#[test]
+fn old_gnu_sparse_extension_blocks_are_bounded() {
+    let mut h = raw_header(b"s", b'S', 0, true);
+    h[482] = 1;
+    h[148..156].copy_from_slice(b"        ");
+    let sum: u32 = h.iter().map(|&x| u32::from(x)).sum();
+    h[148..156].copy_from_slice(format!("{sum:06o}\0 ").as_bytes());
+    let mut ext = [0u8; 512];
+    ext[504] = 1;
+    let mut r = TarReader::new(Repeat::new(h.to_vec(), ext.to_vec(), 5000, vec![0; 1024]));
+    let err = r.next_entry().unwrap_err();
+    assert_eq!(err.kind(), crate::ErrorKind::LimitExceeded, "{err}");
+    assert!(err.to_string().contains("entry \"s\""), "{err}");
+    assert!(r.position() <= (2050 * 512) as u64);
+}
+
+#[test]
+fn warnings_are_capped_and_counted() {
+    let records: Vec<u8> = (0..100)
+        .flat_map(|i| record(format!("X.unknown.{i}").as_bytes(), b"v"))
+        .collect();
+    let (_, warnings) = read_all(&one_pax_entry(&records, b"f", b"")).unwrap();
+    assert_eq!(warnings.len(), MAX_WARNINGS + 1);
+    assert_eq!(warnings[MAX_WARNINGS], "84 more tar warnings not shown");
 }
