@@ -134,12 +134,16 @@ fn three_layers() -> Vec<(Vec<u8>, Vec<Op>)> {
             );
     });
     let l2 = layer(|g| {
-        g.file("etc/passwd", Attrs::new(0o644), b"root:x:0:0\nu:x:1000:1000\n")
-            .whiteout("etc/shadow")
-            .opaque("var/cache")
-            .file("var/cache/c", Attrs::new(0o644), b"c")
-            .whiteout("home/u")
-            .file("home/u/g", Attrs::new(0o600), b"new");
+        g.file(
+            "etc/passwd",
+            Attrs::new(0o644),
+            b"root:x:0:0\nu:x:1000:1000\n",
+        )
+        .whiteout("etc/shadow")
+        .opaque("var/cache")
+        .file("var/cache/c", Attrs::new(0o644), b"c")
+        .whiteout("home/u")
+        .file("home/u/g", Attrs::new(0o600), b"new");
     });
     let l3 = layer(|g| {
         g.whiteout("bin/ping6")
@@ -174,7 +178,11 @@ fn umoci_tree(layout: &Path, tag: &str, dir: &Path) -> Option<Tree> {
         .arg(&rootfs)
         .output()
         .unwrap();
-    assert!(o.status.success(), "umoci: {}", String::from_utf8_lossy(&o.stderr));
+    assert!(
+        o.status.success(),
+        "umoci: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
     let t = comparable(snapshot(&rootfs));
     let _ = Command::new("rm").arg("-rf").arg(&rootfs).status();
     Some(t)
@@ -226,7 +234,12 @@ fn archives_written_by_real_tools() {
     let mut archives: Vec<(String, PathBuf, &str)> = Vec::new();
     // Docker images have no zstd layers: the docker-archive is written from the gzip layout.
     for (form, file, reading, from) in [
-        ("docker-archive", "skopeo-docker.tar", "docker-archive", &gzip_layout),
+        (
+            "docker-archive",
+            "skopeo-docker.tar",
+            "docker-archive",
+            &gzip_layout,
+        ),
         ("oci-archive", "skopeo-oci.tar", "oci-archive", &layout),
     ] {
         let path = dir.path().join(file);
@@ -236,7 +249,11 @@ fn archives_written_by_real_tools() {
             .arg(format!("{form}:{}:example/app:1.0", path.display()))
             .output()
             .unwrap();
-        assert!(o.status.success(), "skopeo: {}", String::from_utf8_lossy(&o.stderr));
+        assert!(
+            o.status.success(),
+            "skopeo: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
         archives.push((format!("skopeo {form}"), path, reading));
     }
     if have("buildah") && can_mount() {
@@ -251,7 +268,11 @@ fn archives_written_by_real_tools() {
                 .args(args)
                 .output()
                 .unwrap();
-            assert!(o.status.success(), "buildah: {}", String::from_utf8_lossy(&o.stderr));
+            assert!(
+                o.status.success(),
+                "buildah: {}",
+                String::from_utf8_lossy(&o.stderr)
+            );
             String::from_utf8(o.stdout).unwrap().trim().to_string()
         };
         // buildah names a pulled layout after its path, which must then be lowercase.
@@ -294,7 +315,12 @@ fn archives_written_by_real_tools() {
             assert_eq!(v["source"]["reading"], *reading, "{what} {via:?}");
             assert_eq!(v["platform"], "linux/amd64", "{what}");
             assert_eq!(v["layers"].as_array().unwrap().len(), 3, "{what}");
-            judge(&out, &want, umoci.as_ref(), &format!("{what}{suffix} {via:?}"));
+            judge(
+                &out,
+                &want,
+                umoci.as_ref(),
+                &format!("{what}{suffix} {via:?}"),
+            );
         }
         fs::remove_file(&gz).unwrap();
     }
@@ -311,7 +337,10 @@ fn archives_written_by_real_tools() {
         }
     }
     let index = index.expect("no index.json in the OCI archive");
-    let manifest = index["manifests"][0]["digest"].as_str().unwrap().to_string();
+    let manifest = index["manifests"][0]["digest"]
+        .as_str()
+        .unwrap()
+        .to_string();
     let _ = fs::remove_file(&out);
     let v = ok(&build(&oci, &format!("@{manifest}"), Via::File, &out));
     assert_eq!(v["image_digest"], manifest.as_str());
@@ -319,7 +348,12 @@ fn archives_written_by_real_tools() {
     // A tag no image has: refused, nothing left behind.
     let _ = fs::remove_file(&out);
     let o = build(&oci, ":nope", Via::File, &out);
-    assert_eq!(o.status.code(), Some(2), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(
+        o.status.code(),
+        Some(2),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
     let mut keep: Vec<&Path> = archives.iter().map(|a| a.1.as_path()).collect();
     let store = dir.path().join("buildah");
     keep.extend([layout.as_path(), &gzip_layout, &store]);
@@ -366,7 +400,10 @@ fn write_docker25(path: &Path, dir: &Path, layers: &[Vec<u8>]) -> String {
         add(&name, &fs::read(&b).unwrap());
     }
     add("index.json", &serde_json::to_vec(&index).unwrap());
-    add("manifest.json", &serde_json::to_vec(&docker_manifest).unwrap());
+    add(
+        "manifest.json",
+        &serde_json::to_vec(&docker_manifest).unwrap(),
+    );
     add("oci-layout", br#"{"imageLayoutVersion":"1.0.0"}"#);
     add("repositories", br#"{"example":{"1.0":"x"}}"#);
     tar.into_inner().unwrap();
@@ -488,7 +525,10 @@ fn ambiguous_tars_read_as_images_and_say_so() {
     let v = ok(&build(&archive, "", Via::File, &out));
     assert_eq!(v["source"]["reading"], "docker-archive");
     let notes = v["source"]["notes"].to_string();
-    assert!(notes.contains("etc/motd") && notes.contains("--layer"), "{notes}");
+    assert!(
+        notes.contains("etc/motd") && notes.contains("--layer"),
+        "{notes}"
+    );
     judge(&out, &want, None, "ambiguous archive");
     // Its manifest names a layer that is not there: refused, with the other reading named.
     let mut broken = data.clone();
@@ -503,7 +543,10 @@ fn ambiguous_tars_read_as_images_and_say_so() {
     let o = build(&broken_path, "", Via::File, &bad_out);
     let err = String::from_utf8_lossy(&o.stderr);
     assert_eq!(o.status.code(), Some(3), "{err}");
-    assert!(err.contains("lay3r.tar") && err.contains("--layer"), "{err}");
+    assert!(
+        err.contains("lay3r.tar") && err.contains("--layer"),
+        "{err}"
+    );
     assert!(!bad_out.exists());
     // With --layer it is a root filesystem tar: the archive's members are its files.
     let _ = fs::remove_file(&out);

@@ -269,7 +269,10 @@ pub fn pull_options(
 /// The platform `--platform` names, or the host's.
 pub fn platform(arg: Option<&str>) -> Result<oci2ext4::source::oci::Platform, Failure> {
     use oci2ext4::source::oci::Platform;
-    Ok(arg.map(Platform::parse).transpose()?.unwrap_or_else(Platform::host))
+    Ok(arg
+        .map(Platform::parse)
+        .transpose()?
+        .unwrap_or_else(Platform::host))
 }
 
 /// Build options from the arguments and the environment (`SOURCE_DATE_EPOCH`).

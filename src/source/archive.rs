@@ -195,7 +195,9 @@ impl TarIndex {
                     )))
                 }
                 None => {
-                    return Err(Error::corrupt(format!("the archive has no member {name:?}")))
+                    return Err(Error::corrupt(format!(
+                        "the archive has no member {name:?}"
+                    )))
                 }
             }
         }
@@ -268,7 +270,7 @@ mod tests {
         let hex = "a".repeat(64);
         for yes in [
             format!("{hex}/layer.tar"),
-            format!("{hex}"),
+            hex.clone(),
             format!("{hex}.json"),
             format!("{hex}.tar"),
             "blobs/sha256/abc".into(),
@@ -286,13 +288,72 @@ mod tests {
         assert_eq!(normalize("./"), "");
     }
 
+    /// A ustar header of `kind` for `name` with `size` bytes of data and `link`.
+    fn header(name: &str, kind: u8, size: usize, link: &str) -> [u8; 512] {
+        let mut h = [0u8; 512];
+        h[..name.len()].copy_from_slice(name.as_bytes());
+        h[100..108].copy_from_slice(b"0000644\0");
+        h[108..116].copy_from_slice(b"0000000\0");
+        h[116..124].copy_from_slice(b"0000000\0");
+        h[124..136].copy_from_slice(format!("{size:011o}\0").as_bytes());
+        h[136..148].copy_from_slice(b"00000000000\0");
+        h[156] = kind;
+        h[157..157 + link.len()].copy_from_slice(link.as_bytes());
+        h[257..263].copy_from_slice(b"ustar\0");
+        h[263..265].copy_from_slice(b"00");
+        h[148..156].copy_from_slice(b"        ");
+        let sum: u32 = h.iter().map(|&b| u32::from(b)).sum();
+        h[148..156].copy_from_slice(format!("{sum:06o}\0 ").as_bytes());
+        h
+    }
+
+    #[test]
+    fn members_are_found_through_links() {
+        let hex = "c".repeat(64);
+        let mut tar = Vec::new();
+        let data = b"layer bytes";
+        tar.extend_from_slice(&header(&format!("./{hex}/layer.tar"), b'0', data.len(), ""));
+        tar.extend_from_slice(data);
+        tar.resize(1024, 0);
+        // Classic `docker save` links a repeated layer to the first copy.
+        let dup = format!("{}/layer.tar", "d".repeat(64));
+        tar.extend_from_slice(&header(&dup, b'2', 0, &format!("../{hex}/layer.tar")));
+        tar.extend_from_slice(&header("hard", b'1', 0, &dup));
+        tar.extend_from_slice(&header("loop", b'2', 0, "loop"));
+        tar.extend_from_slice(&header("dir/", b'5', 0, ""));
+        tar.resize(tar.len() + 1024, 0);
+        let mut f = tempfile::NamedTempFile::new().unwrap();
+        std::io::Write::write_all(&mut f, &tar).unwrap();
+        let index = TarIndex::open(f.path(), None).unwrap();
+        for name in [format!("{hex}/layer.tar"), dup, "hard".into()] {
+            assert_eq!(
+                index.locate(&name).unwrap(),
+                (512, data.len() as u64),
+                "{name}"
+            );
+            assert_eq!(index.read_small(&name).unwrap(), data);
+            let (open, size, _) = index.member(&name).unwrap();
+            let mut got = Vec::new();
+            open().unwrap().read_to_end(&mut got).unwrap();
+            assert_eq!((got.as_slice(), size), (&data[..], data.len() as u64));
+        }
+        assert!(index.locate("loop").is_err());
+        assert!(index.locate("dir").is_err());
+        assert!(index.locate("absent").is_err());
+        assert_eq!(index.shape(), Shape::Rootfs);
+        assert_eq!(index.foreign_members(), (3, Some("hard")));
+    }
+
     #[test]
     fn shapes() {
         let of = |names: &[&str]| {
             let names: Vec<String> = names.iter().map(|s| s.to_string()).collect();
             shape_of(|n| names.iter().any(|m| m == n))
         };
-        assert_eq!(of(&["a.tar", "manifest.json"]), Shape::Docker { oci: false });
+        assert_eq!(
+            of(&["a.tar", "manifest.json"]),
+            Shape::Docker { oci: false }
+        );
         assert_eq!(
             of(&["oci-layout", "index.json", "manifest.json"]),
             Shape::Docker { oci: true }

@@ -7,11 +7,11 @@ use std::sync::Arc;
 
 use serde::Deserialize;
 
+use super::archive::{normalize, TarIndex};
 use super::digest::{verify, Digest};
 use super::oci::{parse_json, Image, Platform};
 use crate::error::{Error, Result};
 use crate::layer::LayerInput;
-use super::archive::{normalize, TarIndex};
 
 /// One image in `manifest.json`.
 #[derive(Clone, Debug, Deserialize)]

@@ -218,14 +218,8 @@ pub fn plan(source: Option<&str>, layers: &[PathBuf], options: &PlanOptions) -> 
             .as_fd()
             .try_clone_to_owned()
             .map_err(|e| Error::io("cannot read standard input", e))?;
-        return from_stream(
-            File::from(stdin),
-            "standard input",
-            None,
-            options,
-            &wanted,
-        )
-        .map_err(|e| e.with_source("standard input"));
+        return from_stream(File::from(stdin), "standard input", None, options, &wanted)
+            .map_err(|e| e.with_source("standard input"));
     }
     let (path, reference) = if Path::new(source).exists() {
         (Path::new(source), None)
@@ -301,7 +295,9 @@ fn from_file(
             let spooled = tar.to_path_buf();
             let index = archive::TarIndex::open(&spooled, Some(tar))?;
             let mut plan = from_index(index, reference, options, wanted, || {
-                unreachable!("the sniffed stream holds an image")
+                Err(Error::corrupt(
+                    "the spooled archive no longer reads as the image it was",
+                ))
             })?;
             plan.origin_mut().notes.push(format!(
                 "the {} archive was decompressed to a temporary file beside the output",
@@ -344,7 +340,9 @@ fn from_stream(
             let spooled = tar.to_path_buf();
             let index = archive::TarIndex::open(&spooled, Some(tar))?;
             let mut plan = from_index(index, reference, options, wanted, || {
-                unreachable!("the sniffed stream holds an image")
+                Err(Error::corrupt(
+                    "the spooled archive no longer reads as the image it was",
+                ))
             })?;
             plan.origin_mut()
                 .notes

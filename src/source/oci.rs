@@ -411,6 +411,12 @@ impl Layout {
                 file.take(MAX_DOCUMENT + 1)
                     .read_to_end(&mut data)
                     .map_err(|e| Error::io(format!("cannot read {}", path.display()), e))?;
+                if data.len() as u64 > MAX_DOCUMENT {
+                    return Err(Error::limit(format!(
+                        "{} is larger than {MAX_DOCUMENT} bytes",
+                        path.display()
+                    )));
+                }
                 Ok(data)
             }
             Store::Tar(index) => index.read_small(name),
@@ -530,14 +536,12 @@ pub fn select_reference<'a>(index: &'a Index, reference: Option<&str>) -> Result
             .manifests
             .iter()
             .find(|d| {
-                ref_names(d)
-                    .iter()
-                    .any(|n| {
-                        *n == tag
+                ref_names(d).iter().any(|n| {
+                    *n == tag
                             || n.rsplit_once(':').is_some_and(|(_, t)| t == tag)
                             // `app:1` names `docker.io/library/app:1`.
                             || (tag.contains(':') && n.ends_with(&format!("/{tag}")))
-                    })
+                })
             })
             .ok_or_else(|| {
                 let known: Vec<&str> = index.manifests.iter().flat_map(ref_names).collect();
