@@ -47,11 +47,7 @@ fn build(args: BuildArgs) -> Result<(), Failure> {
     let cancel = cancel_flag();
     opts.cancel = Some(cancel.clone());
     let plan_options = source::PlanOptions {
-        platform: args
-            .platform
-            .as_deref()
-            .map(oci2ext4::source::oci::Platform::parse)
-            .transpose()?,
+        platform: cli::platform(args.platform.as_deref())?,
         owner: args.owner.as_deref().map(source::parse_owner).transpose()?,
         spool_dir: args
             .image

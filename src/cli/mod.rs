@@ -249,7 +249,8 @@ pub fn pull_options(
         (None, false) => None,
     };
     Ok(PullOptions {
-        platform: platform(args.platform.as_deref())?,
+        platform: platform(args.platform.as_deref())?
+            .unwrap_or_else(oci2ext4::source::oci::Platform::host),
         cache_dir: args.cache_dir.clone(),
         offline: args.offline,
         credentials,
@@ -266,13 +267,11 @@ pub fn pull_options(
     })
 }
 
-/// The platform `--platform` names, or the host's.
-pub fn platform(arg: Option<&str>) -> Result<oci2ext4::source::oci::Platform, Failure> {
-    use oci2ext4::source::oci::Platform;
+/// The platform `--platform` names, if it is given (`None` means the host's).
+pub fn platform(arg: Option<&str>) -> Result<Option<oci2ext4::source::oci::Platform>, Failure> {
     Ok(arg
-        .map(Platform::parse)
-        .transpose()?
-        .unwrap_or_else(Platform::host))
+        .map(oci2ext4::source::oci::Platform::parse)
+        .transpose()?)
 }
 
 /// Build options from the arguments and the environment (`SOURCE_DATE_EPOCH`).

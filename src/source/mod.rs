@@ -279,7 +279,15 @@ fn from_file(
     let mut head = BufReader::with_capacity(64, file);
     let compression = compression::detect(&mut head)?;
     if compression == compression::Compression::None {
-        let index = archive::TarIndex::open(path, None)?;
+        let index = match archive::TarIndex::open(path, None) {
+            Ok(index) => index,
+            // A tar that cannot be indexed is read as a root filesystem tar, whose build then
+            // stops where the damage is and names the entry there.
+            Err(e) if e.kind() != crate::ErrorKind::Io => {
+                return rootfs_plan(vec![file_layer(path)], reference)
+            }
+            Err(e) => return Err(e),
+        };
         return from_index(index, reference, options, wanted, || {
             Ok(vec![file_layer(path)])
         });
