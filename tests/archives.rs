@@ -607,3 +607,88 @@ fn cancelling_a_spooled_stream_leaves_nothing() {
         "{spooling:?}"
     );
 }
+
+/// The host's platform as Docker names it, for the architectures tests run on.
+fn host_platform() -> &'static str {
+    match std::env::consts::ARCH {
+        "x86_64" => "linux/amd64",
+        "aarch64" => "linux/arm64/v8",
+        other => panic!("no expectation for {other}"),
+    }
+}
+
+/// A multi-platform OCI archive: the host's image by default, `--platform` picks another, and
+/// the summary says which; a single-platform image for another platform is built with a note.
+#[test]
+fn platforms_default_to_the_host() {
+    let dir = scratch();
+    let layout = dir.path().join("multi");
+    let mut specs = Vec::new();
+    let mut models = Vec::new();
+    for (arch, variant) in [("amd64", None), ("arm64", Some("v8"))] {
+        let l = layer(|g| {
+            g.file(&format!("arch-{arch}"), Attrs::new(0o644), arch.as_bytes());
+        });
+        let mut s = ImageSpec::new(vec![(gzip(&l.0), TGZ, l.0.clone())]);
+        s.arch = arch.into();
+        s.variant = variant.map(Into::into);
+        specs.push(s);
+        models.push(expected(&[l.1]));
+    }
+    common::oci::write_multiplatform(&layout, "latest", &specs.iter().collect::<Vec<_>>());
+    let archive = dir.path().join("multi.tar");
+    let o = Command::new("tar")
+        .arg("-cf")
+        .arg(&archive)
+        .arg("-C")
+        .arg(&layout)
+        .arg(".")
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let out = dir.path().join("out.ext4");
+    let host = host_platform();
+    let which = usize::from(host != "linux/amd64");
+    let v = ok(&build(&archive, "", Via::File, &out));
+    assert_eq!(v["source"]["reading"], "oci-archive");
+    assert_eq!(v["platform"], host);
+    judge(&out, &models[which], None, "the host's platform");
+    for (platform, which, named) in [
+        ("linux/amd64", 0, "linux/amd64"),
+        ("linux/arm64", 1, "linux/arm64/v8"),
+    ] {
+        let _ = fs::remove_file(&out);
+        let o = Command::new(common::bin())
+            .arg("build")
+            .arg(&archive)
+            .args(["--json", "--platform", platform, "-o"])
+            .arg(&out)
+            .output()
+            .unwrap();
+        let v = ok(&o);
+        assert_eq!(v["platform"], named);
+        judge(&out, &models[which], None, platform);
+    }
+    // A docker archive of one amd64 image, asked for arm64: built, with a note.
+    let l = layer(|g| {
+        g.file("only", Attrs::new(0o644), b"x");
+    });
+    let saved = dir.path().join("saved.tar");
+    write_docker_archive(&saved, "one:1", &[l.0.clone()]);
+    let _ = fs::remove_file(&out);
+    let o = Command::new(common::bin())
+        .arg("build")
+        .arg(&saved)
+        .args(["--platform", "linux/arm64", "-o"])
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("note: the image is for linux/amd64, not linux/arm64"),
+        "{err}"
+    );
+    assert!(err.contains("docker archive for linux/amd64"), "{err}");
+    judge(&out, &expected(&[l.1]), None, "a single-platform archive");
+}
