@@ -456,8 +456,27 @@ fn docker_save_archives_of_both_eras() {
         judge(&out, &want, umoci.as_ref(), &z.display().to_string());
         fs::remove_file(&z).unwrap();
     }
+    // A layer that does not match its diff_id, through a pipe: refused after spooling, and
+    // neither the spool nor the output is left.
+    let bad = dir.path().join("bad.tar");
+    let mut data = fs::read(&classic).unwrap();
+    let at = data.windows(9).position(|w| w == b"secret\0\0\0").unwrap();
+    data[at] = b'S';
+    fs::write(&bad, &data).unwrap();
+    let _ = fs::remove_file(&out);
+    for via in [Via::File, Via::Stdin, Via::Fifo] {
+        let o = build(&bad, "", via, &out);
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(4), "{via:?}: {err}");
+        assert!(
+            err.contains("diff_id") && err.contains("layer 1/3"),
+            "{err}"
+        );
+        assert!(!out.exists());
+    }
+    fs::remove_file(&bad).unwrap();
     assert_eq!(
-        leftovers(dir.path(), &[&modern, &classic, &layout, &out]),
+        leftovers(dir.path(), &[&modern, &classic, &layout]),
         Vec::<PathBuf>::new()
     );
 }

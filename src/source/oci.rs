@@ -722,6 +722,18 @@ mod tests {
     }
 
     #[test]
+    fn the_host_platform() {
+        let host = Platform::host().to_string();
+        match std::env::consts::ARCH {
+            "x86_64" => assert_eq!(host, "linux/amd64"),
+            "aarch64" => assert_eq!(host, "linux/arm64/v8"),
+            _ => assert!(host.starts_with("linux/"), "{host}"),
+        }
+        // The host's arm64/v8 picks an index's arm64 entry with or without a variant.
+        assert!(p("linux/arm64/v8").matches(&p("linux/arm64")));
+    }
+
+    #[test]
     fn platform_selection_lists_offers() {
         let index: Index = serde_json::from_str(
             r#"{"schemaVersion":2,"manifests":[
