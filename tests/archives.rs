@@ -693,7 +693,7 @@ fn platforms_default_to_the_host() {
         g.file("only", Attrs::new(0o644), b"x");
     });
     let saved = dir.path().join("saved.tar");
-    write_docker_archive(&saved, "one:1", &[l.0.clone()]);
+    write_docker_archive(&saved, "one:1", std::slice::from_ref(&l.0));
     let _ = fs::remove_file(&out);
     let o = Command::new(common::bin())
         .arg("build")

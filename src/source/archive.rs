@@ -13,6 +13,9 @@ use super::stream::Opener;
 use crate::error::{Error, Result};
 use crate::tar::{EntryKind, TarReader};
 
+/// Members that no image archive has kept in an index at most.
+const MAX_FOREIGN: usize = 4096;
+
 /// What an indexed member is.
 #[derive(Clone, Debug)]
 enum Member {
@@ -45,8 +48,8 @@ pub enum Shape {
 pub struct TarIndex {
     path: PathBuf,
     members: HashMap<String, Member>,
-    /// Member names in archive order, for [`TarIndex::foreign_members`].
-    order: Vec<String>,
+    /// How many members no image archive has, and the first of them.
+    foreign: (usize, Option<String>),
     /// The spooled copy `path` is, removed when the last reader is dropped.
     _spool: Option<tempfile::TempPath>,
 }
@@ -129,7 +132,7 @@ impl TarIndex {
             .map_err(|e| Error::io(format!("cannot open {}", path.display()), e))?;
         let mut tar = TarReader::new(SeekBuffered(BufReader::with_capacity(16 << 10, file)));
         let mut members = HashMap::new();
-        let mut order = Vec::new();
+        let mut foreign = (0, None);
         while let Some(entry) = tar.next_entry()? {
             let name = normalize(&String::from_utf8_lossy(&entry.path));
             let member = match entry.kind {
@@ -152,15 +155,24 @@ impl TarIndex {
                 _ => Member::Other,
             };
             tar.seek_past_data()?;
-            // A later member of the same name replaces an earlier one, as on extraction.
-            if members.insert(name.clone(), member).is_none() {
-                order.push(name);
+            if !is_image_member(&name) {
+                foreign.0 += 1;
+                if foreign.1.is_none() {
+                    foreign.1 = Some(name.clone());
+                }
+                // A root filesystem tar may have millions of members: only so many that are
+                // not an image's are kept (for an archive that names one of them).
+                if foreign.0 > MAX_FOREIGN {
+                    continue;
+                }
             }
+            // A later member of the same name replaces an earlier one, as on extraction.
+            members.insert(name, member);
         }
         Ok(Arc::new(TarIndex {
             path: path.to_path_buf(),
             members,
-            order,
+            foreign,
             _spool: spool,
         }))
     }
@@ -177,9 +189,7 @@ impl TarIndex {
 
     /// Members that no image archive has (see [`is_image_member`]): how many, and the first.
     pub fn foreign_members(&self) -> (usize, Option<&str>) {
-        let mut foreign = self.order.iter().filter(|n| !is_image_member(n));
-        let first = foreign.next().map(String::as_str);
-        (first.map_or(0, |_| 1 + foreign.count()), first)
+        (self.foreign.0, self.foreign.1.as_deref())
     }
 
     /// The data of regular file `name`, following links: (offset, size).
