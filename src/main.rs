@@ -44,16 +44,29 @@ fn cancel_flag() -> Arc<AtomicBool> {
 fn build(args: BuildArgs) -> Result<(), Failure> {
     let started = Instant::now();
     let mut opts = build_options(&args.image)?;
-    opts.cancel = Some(cancel_flag());
+    let cancel = cancel_flag();
+    opts.cancel = Some(cancel.clone());
     let inputs = source::input_paths(args.source.as_deref(), &args.layers);
     let inputs: Vec<&std::path::Path> = inputs.iter().map(|p| p.as_path()).collect();
     oci2ext4::builder::check_destination(&args.image.output, &inputs)?;
-    let plan = source::plan(
-        args.source.as_deref(),
-        &args.layers,
-        &args.platform,
-        args.owner.as_deref(),
-    )?;
+    let plan_options = source::PlanOptions {
+        platform: cli::platform(args.platform.as_deref())?,
+        owner: args.owner.as_deref().map(source::parse_owner).transpose()?,
+        spool_dir: args
+            .image
+            .output
+            .parent()
+            .map(std::path::Path::to_path_buf)
+            .unwrap_or_default(),
+        cancel: Some(cancel),
+    };
+    let plan = source::plan(args.source.as_deref(), &args.layers, &plan_options)?;
+    let origin = plan.origin().clone();
+    if !args.image.quiet && !args.image.json {
+        for n in &origin.notes {
+            eprintln!("oci2ext4: note: {n}");
+        }
+    }
     cli::choose_block_size(&args.image, &mut opts, || match &plan {
         Plan::Layers { layers, .. } => source::estimate_tar_bytes(layers),
         Plan::Directory { path, .. } => source::directory::estimate_bytes(path),
@@ -64,6 +77,7 @@ fn build(args: BuildArgs) -> Result<(), Failure> {
         Plan::Layers {
             mut layers,
             image_digest,
+            ..
         } => {
             // A JSON report names every layer's digests, even those nothing checks.
             for l in &mut layers {
@@ -73,7 +87,7 @@ fn build(args: BuildArgs) -> Result<(), Failure> {
             bars.clear();
             (reports?, image_digest)
         }
-        Plan::Directory { path, owner } => {
+        Plan::Directory { path, owner, .. } => {
             source::directory::add_tree(&mut builder, &path, owner)?;
             (Vec::new(), None)
         }
@@ -86,7 +100,7 @@ fn build(args: BuildArgs) -> Result<(), Failure> {
         &summary,
         &reports,
         image_digest.as_deref(),
-        None,
+        Source::Build(&origin),
         &warnings,
         seconds,
     );
@@ -102,6 +116,13 @@ struct PullReport {
     blobs_downloaded: usize,
     bytes_downloaded: u64,
     blobs_cached: usize,
+}
+
+/// Where the image came from, for the summary.
+enum Source<'a> {
+    Build(&'a source::Origin),
+    #[cfg_attr(not(feature = "registry"), allow(dead_code))]
+    Pull(&'a PullReport),
 }
 
 /// Waits until `flag` is set.
@@ -155,7 +176,7 @@ fn pull(args: cli::PullArgs) -> Result<(), Failure> {
         &summary,
         &reports,
         Some(&manifest_digest),
-        Some(&PullReport {
+        Source::Pull(&PullReport {
             reference,
             index_digest,
             platform,
@@ -185,10 +206,14 @@ fn report(
     summary: &Summary,
     layers: &[LayerReport],
     image_digest: Option<&str>,
-    pull: Option<&PullReport>,
+    source: Source,
     warnings: &[String],
     seconds: f64,
 ) {
+    let (pull, origin) = match source {
+        Source::Build(o) => (None, Some(o)),
+        Source::Pull(p) => (Some(p), None),
+    };
     let files: u64 = layers.iter().map(|l| l.stats.files).sum();
     if args.json {
         let layers: Vec<serde_json::Value> = layers
@@ -216,6 +241,13 @@ fn report(
             "warnings": warnings,
             "seconds": seconds,
         });
+        if let Some(o) = origin {
+            out["source"] = serde_json::json!({
+                "reading": o.reading.name(),
+                "notes": o.notes,
+            });
+            out["platform"] = serde_json::json!(o.platform.as_ref().map(ToString::to_string));
+        }
         if let Some(p) = pull {
             out["reference"] = serde_json::json!(p.reference);
             out["index_digest"] = serde_json::json!(p.index_digest);
@@ -229,18 +261,23 @@ fn report(
         println!("{}", serde_json::to_string_pretty(&out).unwrap_or_default());
     } else if !args.quiet {
         let used_pct = 100.0 * summary.blocks_used as f64 / summary.blocks_count.max(1) as f64;
+        let read = origin.map_or_else(String::new, |o| match &o.platform {
+            Some(p) => format!("{} for {p}: ", o.reading.describe()),
+            None => format!("{}: ", o.reading.describe()),
+        });
         let pulled = pull.map_or_else(String::new, |p| {
             format!(
-                "{} ({}): {} blob(s) downloaded ({}), {} from the cache; ",
+                "{} ({}, {}): {} blob(s) downloaded ({}), {} from the cache; ",
                 p.reference,
                 image_digest.unwrap_or("?"),
+                p.platform,
                 p.blobs_downloaded,
                 human(p.bytes_downloaded),
                 p.blobs_cached
             )
         });
         eprintln!(
-            "{pulled}{}: {} ext4 image, {} used ({used_pct:.0}%), {} of {} inodes used; {} entries, {} files, {} of file data{}; {seconds:.2} s",
+            "{read}{pulled}{}: {} ext4 image, {} used ({used_pct:.0}%), {} of {} inodes used; {} entries, {} files, {} of file data{}; {seconds:.2} s",
             args.output.display(),
             human(summary.image_bytes),
             human(summary.blocks_used * summary.block_size),

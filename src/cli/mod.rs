@@ -39,9 +39,10 @@ pub struct PullArgs {
     /// The image reference.
     #[arg(value_name = "REF")]
     pub reference: String,
-    /// Platform to pick from an image index: os/arch[/variant].
-    #[arg(long, default_value = "linux/amd64")]
-    pub platform: String,
+    /// Platform to pick from an image index: os/arch[/variant] (default: the host's, such as
+    /// linux/amd64 or linux/arm64/v8).
+    #[arg(long)]
+    pub platform: Option<String>,
     /// User name for the registry (the password comes from --password-stdin). Without it,
     /// credentials come from Docker's config.json or containers' auth.json, if any.
     #[arg(short, long)]
@@ -81,14 +82,15 @@ pub struct PullArgs {
 /// Arguments of `build`.
 #[derive(Args, Debug)]
 pub struct BuildArgs {
-    /// The source; omit it when giving --layer.
+    /// The source (`-` for standard input); omit it when giving --layer.
     pub source: Option<String>,
     /// A layer tar (plain, gzip or zstd) to apply, in order; may be repeated.
     #[arg(long = "layer", value_name = "FILE")]
     pub layers: Vec<PathBuf>,
-    /// Platform to pick from an image index: os/arch[/variant].
-    #[arg(long, default_value = "linux/amd64")]
-    pub platform: String,
+    /// Platform to pick from an image index: os/arch[/variant] (default: the host's, such as
+    /// linux/amd64 or linux/arm64/v8).
+    #[arg(long)]
+    pub platform: Option<String>,
     /// With a directory source: owner for every entry, as UID:GID.
     #[arg(long, value_name = "UID:GID")]
     pub owner: Option<String>,
@@ -249,7 +251,8 @@ pub fn pull_options(
         (None, false) => None,
     };
     Ok(PullOptions {
-        platform: oci2ext4::source::oci::Platform::parse(&args.platform)?,
+        platform: platform(args.platform.as_deref())?
+            .unwrap_or_else(oci2ext4::source::oci::Platform::host),
         cache_dir: args.cache_dir.clone(),
         offline: args.offline,
         credentials,
@@ -264,6 +267,13 @@ pub fn pull_options(
         concurrency: usize::from(args.concurrency),
         cancel: Some(cancel),
     })
+}
+
+/// The platform `--platform` names, if it is given (`None` means the host's).
+pub fn platform(arg: Option<&str>) -> Result<Option<oci2ext4::source::oci::Platform>, Failure> {
+    Ok(arg
+        .map(oci2ext4::source::oci::Platform::parse)
+        .transpose()?)
 }
 
 /// Build options from the arguments and the environment (`SOURCE_DATE_EPOCH`).

@@ -28,7 +28,7 @@ use super::transport::{Session, TransportOptions};
 /// What to pull and how.
 #[derive(Clone, Debug)]
 pub struct PullOptions {
-    /// The platform to pick from an image index (default linux/amd64).
+    /// The platform to pick from an image index (default: the host's, [`Platform::host`]).
     pub platform: Platform,
     /// The cache directory; the default is `$XDG_CACHE_HOME/oci2ext4` or `~/.cache/oci2ext4`.
     pub cache_dir: Option<PathBuf>,
@@ -49,11 +49,7 @@ pub struct PullOptions {
 impl Default for PullOptions {
     fn default() -> Self {
         PullOptions {
-            platform: Platform {
-                os: "linux".into(),
-                architecture: "amd64".into(),
-                variant: None,
-            },
+            platform: Platform::host(),
             cache_dir: None,
             offline: false,
             credentials: None,

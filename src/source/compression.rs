@@ -22,6 +22,9 @@ impl Compression {
         match head {
             [0x1F, 0x8B, ..] => Ok(Compression::Gzip),
             [0x28, 0xB5, 0x2F, 0xFD, ..] => Ok(Compression::Zstd),
+            // A zstd skippable frame (magic 0x184D2A50 to 0x184D2A5F), which a decoder passes
+            // over to the frames that follow.
+            [0x50..=0x5F, 0x2A, 0x4D, 0x18, ..] => Ok(Compression::Zstd),
             [0xFD, b'7', b'z', b'X', b'Z', 0x00, ..] => {
                 Err(Error::unsupported("xz-compressed layers are not supported"))
             }
@@ -185,6 +188,30 @@ mod tests {
         assert_eq!(Compression::detect(b"ustar").unwrap(), Compression::None);
         assert_eq!(Compression::detect(b"").unwrap(), Compression::None);
         assert!(Compression::detect(&[0xFD, b'7', b'z', b'X', b'Z', 0]).is_err());
+        assert_eq!(
+            Compression::detect(&[0x5A, 0x2A, 0x4D, 0x18]).unwrap(),
+            Compression::Zstd
+        );
+    }
+
+    #[test]
+    fn zstd_skippable_frames_first() {
+        let data = b"layer after a skippable frame".repeat(1000);
+        for magic in [0x50u8, 0x5F] {
+            let mut blob = vec![magic, 0x2A, 0x4D, 0x18, 5, 0, 0, 0];
+            blob.extend_from_slice(b"skip!");
+            blob.extend(zstd::bulk::compress(&data[..], 3).unwrap());
+            let mut r = std::io::BufReader::new(&blob[..]);
+            assert_eq!(detect(&mut r).unwrap(), Compression::Zstd);
+            let mut out = Vec::new();
+            decoder(r, Compression::Zstd)
+                .unwrap()
+                .read_to_end(&mut out)
+                .unwrap();
+            assert_eq!(out, data);
+            // No content size is read from a skippable frame: the estimate is the ratio's.
+            assert_eq!(estimate_expanded(&blob[..18], 100), 300);
+        }
     }
 
     #[test]

@@ -2,18 +2,16 @@
 //! layer (older Docker: `<id>/layer.tar`; Docker 25 and later: an OCI layout's
 //! `blobs/sha256/<hex>`).
 
-use std::collections::HashMap;
-use std::fs::File;
-use std::io::{BufReader, Read, Seek, SeekFrom};
-use std::path::{Path, PathBuf};
+use std::path::Path;
+use std::sync::Arc;
 
 use serde::Deserialize;
 
+use super::archive::{normalize, TarIndex};
 use super::digest::{verify, Digest};
-use super::oci::{parse_json, Image, Platform, MAX_DOCUMENT};
+use super::oci::{parse_json, Image, Platform};
 use crate::error::{Error, Result};
 use crate::layer::LayerInput;
-use crate::tar::{EntryKind, TarReader};
 
 /// One image in `manifest.json`.
 #[derive(Clone, Debug, Deserialize)]
@@ -30,90 +28,41 @@ pub struct ArchiveManifest {
 
 /// An indexed `docker save` archive.
 pub struct Archive {
-    path: PathBuf,
-    members: HashMap<String, (u64, u64)>,
+    index: Arc<TarIndex>,
 }
 
-fn clean(name: &[u8]) -> String {
-    let s = String::from_utf8_lossy(name);
-    s.trim_start_matches("./").trim_end_matches('/').to_string()
-}
-
-/// Whether a tar member name is one `docker save` writes first: a layer directory
-/// (`<64 hex digits>/...`), a blob, a config (`<64 hex digits>.json`) or an index file.
-pub fn looks_like_archive_member(name: &[u8]) -> bool {
-    let name = clean(name);
-    let hex64 = |s: &str| s.len() == 64 && s.bytes().all(|b| b.is_ascii_hexdigit());
-    let first = name.split('/').next().unwrap_or("");
-    hex64(first)
-        || first == "blobs"
-        || name.strip_suffix(".json").is_some_and(hex64)
-        || matches!(
-            name.as_str(),
-            "manifest.json" | "repositories" | "oci-layout" | "index.json"
-        )
-}
-
-/// The digest a member's name states: `blobs/sha256/<hex>` or `<hex>.json`.
+/// The digest a member's name states: `blobs/sha256/<hex>`, `<hex>.json` or `<hex>.tar`.
 fn named_digest(name: &str) -> Option<Digest> {
+    let name = normalize(name);
     let hex = name
         .strip_prefix("blobs/sha256/")
-        .or_else(|| name.strip_suffix(".json"))?;
+        .or_else(|| name.strip_suffix(".json"))
+        .or_else(|| name.strip_suffix(".tar"))?;
     Digest::parse(&format!("sha256:{hex}")).ok()
 }
 
 impl Archive {
     /// Indexes the archive's members (reading headers only, seeking over data).
     pub fn open(path: &Path) -> Result<Self> {
-        let file = File::open(path)
-            .map_err(|e| Error::io(format!("cannot open {}", path.display()), e))?;
-        let mut tar = TarReader::new(BufReader::with_capacity(64 << 10, file));
-        let mut members = HashMap::new();
-        while let Some(entry) = tar.next_entry()? {
-            if entry.kind == EntryKind::File {
-                members.insert(clean(&entry.path), (tar.data_offset(), entry.data_size));
-            }
-            tar.seek_past_data()?;
-        }
         Ok(Archive {
-            path: path.to_path_buf(),
-            members,
+            index: TarIndex::open(path, None)?,
         })
+    }
+
+    /// The archive read from an index made already.
+    pub fn from_index(index: Arc<TarIndex>) -> Self {
+        Archive { index }
     }
 
     /// Whether the archive looks like `docker save` output.
     pub fn is_docker_archive(&self) -> bool {
-        self.members.contains_key("manifest.json")
-    }
-
-    /// Reads a small member whole.
-    fn read_member(&self, name: &str) -> Result<Vec<u8>> {
-        let &(offset, size) = self
-            .members
-            .get(name)
-            .ok_or_else(|| Error::corrupt(format!("the archive has no member {name:?}")))?;
-        if size > MAX_DOCUMENT {
-            return Err(Error::limit(format!(
-                "{name} of {size} bytes is larger than {MAX_DOCUMENT}"
-            )));
-        }
-        let mut f = File::open(&self.path).map_err(|e| Error::io("cannot open the archive", e))?;
-        f.seek(SeekFrom::Start(offset))
-            .map_err(|e| Error::io("cannot seek in the archive", e))?;
-        let mut data = Vec::with_capacity(size as usize);
-        f.take(size)
-            .read_to_end(&mut data)
-            .map_err(|e| Error::io("cannot read the archive", e))?;
-        if data.len() as u64 != size {
-            return Err(Error::corrupt(format!("the archive ends inside {name}")));
-        }
-        Ok(data)
+        self.index.has("manifest.json")
     }
 
     /// The image `reference` names (a tag such as `alpine:3.20` or `3.20`), or the only one.
     pub fn image(&self, reference: Option<&str>) -> Result<Image> {
         let manifests: Vec<ArchiveManifest> =
-            parse_json("manifest.json", &self.read_member("manifest.json")?)?;
+            parse_json("manifest.json", &self.index.read_small("manifest.json")?)?;
         let tags = |m: &ArchiveManifest| m.repo_tags.clone().unwrap_or_default();
         let m = match reference {
             Some(r) => manifests
@@ -137,7 +86,7 @@ impl Archive {
                 }
             },
         };
-        let config_data = self.read_member(&m.config)?;
+        let config_data = self.index.read_small(&m.config)?;
         if let Some(d) = named_digest(&m.config) {
             verify("config", &d, &Digest::of(&config_data))?;
         }
@@ -152,23 +101,14 @@ impl Archive {
         let total = m.layers.len();
         let mut layers = Vec::with_capacity(total);
         for (i, (name, diff_id)) in m.layers.iter().zip(&config.rootfs.diff_ids).enumerate() {
-            let &(offset, size) = self
-                .members
-                .get(name.as_str())
-                .ok_or_else(|| Error::corrupt(format!("the archive has no layer {name:?}")))?;
-            let path = self.path.clone();
-            let expanded_size = File::open(&path)
-                .ok()
-                .and_then(|f| super::compression::expanded_size_at(&f, offset, size));
+            let layer_name = format!("layer {}/{total} ({name})", i + 1);
+            let (open, size, expanded_size) = self
+                .index
+                .member(name)
+                .map_err(|e| e.with_layer(&layer_name))?;
             layers.push(LayerInput {
-                name: format!("layer {}/{total} ({name})", i + 1),
-                open: std::sync::Arc::new(move || {
-                    let mut f =
-                        File::open(&path).map_err(|e| Error::io("cannot open the archive", e))?;
-                    f.seek(SeekFrom::Start(offset))
-                        .map_err(|e| Error::io("cannot seek in the archive", e))?;
-                    Ok(Box::new(f.take(size)) as Box<dyn Read + Send>)
-                }),
+                name: layer_name,
+                open,
                 blob_digest: named_digest(name),
                 diff_id: Some(Digest::parse(diff_id)?),
                 size: Some(size),
@@ -180,32 +120,8 @@ impl Archive {
         Ok(Image {
             manifest_digest: format!("{}", Digest::of(&config_data)),
             layers,
-            platform: Platform {
-                os: config.os,
-                architecture: config.architecture,
-                variant: None,
-            },
+            platform: Platform::of_config(&config),
+            from_index: false,
         })
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn archive_members_are_recognised() {
-        let hex = "a".repeat(64);
-        assert!(looks_like_archive_member(
-            format!("{hex}/layer.tar").as_bytes()
-        ));
-        assert!(looks_like_archive_member(format!("{hex}/").as_bytes()));
-        assert!(looks_like_archive_member(format!("{hex}.json").as_bytes()));
-        assert!(looks_like_archive_member(b"blobs/sha256/abc"));
-        assert!(looks_like_archive_member(b"./manifest.json"));
-        assert!(looks_like_archive_member(b"oci-layout"));
-        assert!(!looks_like_archive_member(b"./"));
-        assert!(!looks_like_archive_member(b"bin/sh"));
-        assert!(!looks_like_archive_member(b"etc/"));
     }
 }

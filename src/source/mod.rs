@@ -1,15 +1,18 @@
-//! Where layers come from: OCI image layouts, `docker save` archives, root filesystem tars,
-//! loose layer files and host directories; compressed or not, with their digests checked.
+//! Where layers come from: OCI image layouts and archives, `docker save` archives, root
+//! filesystem tars (files or streams), loose layer files and host directories; compressed or
+//! not, with their digests checked. Tars are recognised by their content.
 
+pub mod archive;
 pub mod compression;
 pub mod digest;
 pub mod directory;
 pub mod docker;
 pub mod oci;
+pub mod sniff;
 pub mod stream;
 
 use std::fs::File;
-use std::io::{BufReader, Read};
+use std::io::{BufReader, Read, Seek};
 use std::path::{Path, PathBuf};
 
 use crate::error::{Error, Result};
@@ -23,6 +26,8 @@ pub enum Plan {
         layers: Vec<LayerInput>,
         /// The image's digest (manifest, or config for `docker save` archives), when known.
         image_digest: Option<String>,
+        /// How the source was read.
+        origin: Origin,
     },
     /// A host directory.
     Directory {
@@ -30,6 +35,8 @@ pub enum Plan {
         path: PathBuf,
         /// Owner to force on every entry.
         owner: Option<(u32, u32)>,
+        /// How the source was read.
+        origin: Origin,
     },
 }
 
@@ -85,34 +92,6 @@ pub fn parse_owner(s: &str) -> Result<(u32, u32)> {
     Ok((num(u)?, num(g)?))
 }
 
-/// What kind of file `path` is, from its first bytes and, for a plain tar, its member names.
-enum FileKind {
-    DockerArchive,
-    Tar,
-}
-
-fn file_kind(path: &Path) -> Result<FileKind> {
-    let file =
-        File::open(path).map_err(|e| Error::io(format!("cannot open {}", path.display()), e))?;
-    let mut r = BufReader::new(file);
-    let compression = compression::detect(&mut r)?;
-    if compression != compression::Compression::None {
-        return Ok(FileKind::Tar);
-    }
-    // `docker save` starts with a layer directory, a blob or one of its index files; a root
-    // filesystem tar does not. Only a likely archive is indexed in full.
-    let first = crate::tar::TarReader::new(r).next_entry().ok().flatten();
-    if !first.is_some_and(|e| docker::looks_like_archive_member(&e.path)) {
-        return Ok(FileKind::Tar);
-    }
-    let archive = docker::Archive::open(path)?;
-    Ok(if archive.is_docker_archive() {
-        FileKind::DockerArchive
-    } else {
-        FileKind::Tar
-    })
-}
-
 /// The files and directories a build of `source` or `layers` (as [`plan`] takes them) reads:
 /// what an output path must not overwrite.
 pub fn input_paths(source: Option<&str>, layers: &[PathBuf]) -> Vec<PathBuf> {
@@ -140,14 +119,99 @@ fn split_reference(source: &str, exists: impl Fn(&str) -> bool) -> Option<(&str,
         .find(|(path, r)| !path.is_empty() && !r.is_empty() && !r.contains('/') && exists(path))
 }
 
+/// How a source was read.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Reading {
+    /// An OCI image layout directory.
+    OciLayout,
+    /// A tar of an OCI image layout.
+    OciArchive,
+    /// A `docker save` or docker-archive tar (`manifest.json`).
+    DockerArchive,
+    /// A root filesystem tar.
+    RootfsTar,
+    /// A host directory.
+    Directory,
+    /// Layer files given one by one.
+    Layers,
+}
+
+impl Reading {
+    /// A short name, as the JSON summary gives it: `oci-layout`, `oci-archive`,
+    /// `docker-archive`, `rootfs-tar`, `directory`, `layers`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Reading::OciLayout => "oci-layout",
+            Reading::OciArchive => "oci-archive",
+            Reading::DockerArchive => "docker-archive",
+            Reading::RootfsTar => "rootfs-tar",
+            Reading::Directory => "directory",
+            Reading::Layers => "layers",
+        }
+    }
+
+    /// Words for messages.
+    pub fn describe(self) -> &'static str {
+        match self {
+            Reading::OciLayout => "OCI image layout",
+            Reading::OciArchive => "OCI archive",
+            Reading::DockerArchive => "docker archive",
+            Reading::RootfsTar => "root filesystem tar",
+            Reading::Directory => "directory",
+            Reading::Layers => "layer files",
+        }
+    }
+}
+
+/// What a plan says of its source.
+#[derive(Clone, Debug)]
+pub struct Origin {
+    /// How the source was read.
+    pub reading: Reading,
+    /// The image's platform (picked from an index, or else its config's), for images.
+    pub platform: Option<oci::Platform>,
+    /// What the user should know about the reading: a tar that could have been read another
+    /// way, an image for another platform than the one asked for, a spooled stream.
+    pub notes: Vec<String>,
+}
+
+impl Origin {
+    fn new(reading: Reading) -> Self {
+        Origin {
+            reading,
+            platform: None,
+            notes: Vec::new(),
+        }
+    }
+}
+
+/// How to plan: what to pick from an image, and where temporary files may go.
+#[derive(Clone, Debug, Default)]
+pub struct PlanOptions {
+    /// The platform to pick from an image index; `None` for the host's
+    /// ([`oci::Platform::host`]).
+    pub platform: Option<oci::Platform>,
+    /// With a directory source: the owner to force on every entry.
+    pub owner: Option<(u32, u32)>,
+    /// Where an image archive that arrives as a stream (standard input, a pipe, a compressed
+    /// file) is spooled: the output's directory. The current directory when empty.
+    pub spool_dir: PathBuf,
+    /// Stops spooling when set (Ctrl-C).
+    pub cancel: Option<std::sync::Arc<std::sync::atomic::AtomicBool>>,
+}
+
+/// The source name that means standard input.
+pub const STDIN: &str = "-";
+
 /// Decides how to read `source`, or the `layers` given instead.
-pub fn plan(
-    source: Option<&str>,
-    layers: &[PathBuf],
-    platform: &str,
-    owner: Option<&str>,
-) -> Result<Plan> {
-    let owner = owner.map(parse_owner).transpose()?;
+///
+/// A tar is recognised by its members, wherever they are: `manifest.json` at its top makes
+/// it a docker archive, `oci-layout` and `index.json` an OCI archive (a tar that has both, as
+/// Docker 25 and later write, is read by `manifest.json`, or by `index.json` for a
+/// `@sha256:` reference); anything else is a root filesystem tar. A regular file is indexed
+/// in place; a compressed file, standard input (`-`) or another stream is read as described in
+/// [`sniff`].
+pub fn plan(source: Option<&str>, layers: &[PathBuf], options: &PlanOptions) -> Result<Plan> {
     if !layers.is_empty() {
         if source.is_some() {
             return Err(Error::invalid(
@@ -157,11 +221,21 @@ pub fn plan(
         return Ok(Plan::Layers {
             layers: layers.iter().map(|p| file_layer(p)).collect(),
             image_digest: None,
+            origin: Origin::new(Reading::Layers),
         });
     }
     let source =
         source.ok_or_else(|| Error::invalid("nothing to build: give a SOURCE or --layer files"))?;
-    let platform = oci::Platform::parse(platform)?;
+    let wanted = options.platform.clone().unwrap_or_else(oci::Platform::host);
+    if source == STDIN {
+        use std::os::fd::AsFd;
+        let stdin = std::io::stdin()
+            .as_fd()
+            .try_clone_to_owned()
+            .map_err(|e| Error::io("cannot read standard input", e))?;
+        return from_stream(File::from(stdin), "standard input", None, options, &wanted)
+            .map_err(|e| e.with_source("standard input"));
+    }
     let (path, reference) = if Path::new(source).exists() {
         (Path::new(source), None)
     } else {
@@ -175,15 +249,15 @@ pub fn plan(
         }
     };
     let with_source = |e: Error| e.with_source(path.display());
-    if path.is_dir() {
+    let meta = std::fs::metadata(path)
+        .map_err(|e| Error::io(format!("cannot read {}", path.display()), e))
+        .map_err(with_source)?;
+    if meta.is_dir() {
         if path.join("oci-layout").exists() {
             let image = oci::Layout::open(path)
-                .and_then(|l| l.image(reference, &platform))
+                .and_then(|l| l.image(reference, &wanted))
                 .map_err(with_source)?;
-            return Ok(Plan::Layers {
-                layers: image.layers,
-                image_digest: Some(image.manifest_digest),
-            });
+            return Ok(image_plan(image, Reading::OciLayout, &wanted, options));
         }
         if reference.is_some() {
             return Err(Error::invalid(format!(
@@ -193,30 +267,237 @@ pub fn plan(
         }
         return Ok(Plan::Directory {
             path: path.to_path_buf(),
-            owner,
+            owner: options.owner,
+            origin: Origin::new(Reading::Directory),
         });
     }
-    match file_kind(path).map_err(with_source)? {
-        FileKind::DockerArchive => {
-            let image = docker::Archive::open(path)
-                .and_then(|a| a.image(reference))
-                .map_err(with_source)?;
-            Ok(Plan::Layers {
-                layers: image.layers,
-                image_digest: Some(image.manifest_digest),
-            })
-        }
-        FileKind::Tar => {
-            if reference.is_some() {
-                return Err(Error::invalid(format!(
-                    "{} is a root filesystem tar; it has no tags",
-                    path.display()
-                )));
+    let file =
+        File::open(path).map_err(|e| Error::io(format!("cannot open {}", path.display()), e));
+    let file = file.map_err(with_source)?;
+    if !meta.is_file() {
+        // A pipe, FIFO or process substitution: read once, as it comes.
+        let name = path.display().to_string();
+        return from_stream(file, &name, reference, options, &wanted).map_err(with_source);
+    }
+    from_file(path, file, reference, options, &wanted).map_err(with_source)
+}
+
+/// A regular file: a plain tar is indexed in place; a compressed one is sniffed, and spooled
+/// if it is an image archive.
+fn from_file(
+    path: &Path,
+    file: File,
+    reference: Option<&str>,
+    options: &PlanOptions,
+    wanted: &oci::Platform,
+) -> Result<Plan> {
+    let mut head = BufReader::with_capacity(64, file);
+    let compression = compression::detect(&mut head)?;
+    if compression == compression::Compression::None {
+        let index = match archive::TarIndex::open(path, None) {
+            Ok(index) => index,
+            // A tar that cannot be indexed is read as a root filesystem tar, whose build then
+            // stops where the damage is and names the entry there.
+            Err(e) if e.kind() != crate::ErrorKind::Io => {
+                return rootfs_plan(vec![file_layer(path)], reference)
             }
-            Ok(Plan::Layers {
-                layers: vec![file_layer(path)],
-                image_digest: None,
-            })
+            Err(e) => return Err(e),
+        };
+        return from_index(index, reference, options, wanted, || {
+            Ok(vec![file_layer(path)])
+        });
+    }
+    // The sniffing reads the file from its first byte again.
+    let mut file = head.into_inner();
+    file.rewind()
+        .map_err(|e| Error::io(format!("cannot read {}", path.display()), e))?;
+    let raw = Box::new(file);
+    match sniff::sniff(raw, true, &spool_dir(options), options.cancel.as_deref())? {
+        sniff::Sniffed::Rootfs { .. } => rootfs_plan(vec![file_layer(path)], reference),
+        sniff::Sniffed::Archive { tar, .. } => {
+            let spooled = tar.to_path_buf();
+            let index = archive::TarIndex::open(&spooled, Some(tar))?;
+            let mut plan = from_index(index, reference, options, wanted, || {
+                Err(Error::corrupt(
+                    "the spooled archive no longer reads as the image it was",
+                ))
+            })?;
+            plan.origin_mut().notes.push(format!(
+                "the {} archive was decompressed to a temporary file beside the output",
+                compression.name()
+            ));
+            Ok(plan)
+        }
+    }
+}
+
+/// A stream read once: sniffed, replayed as a root filesystem tar or spooled as an archive.
+fn from_stream(
+    file: File,
+    name: &str,
+    reference: Option<&str>,
+    options: &PlanOptions,
+    wanted: &oci::Platform,
+) -> Result<Plan> {
+    match sniff::sniff(
+        Box::new(file),
+        false,
+        &spool_dir(options),
+        options.cancel.as_deref(),
+    )? {
+        sniff::Sniffed::Rootfs { replay } => {
+            let open = replay.ok_or_else(|| Error::invalid("a stream without its bytes"))?;
+            let layer = LayerInput {
+                name: name.to_string(),
+                open,
+                blob_digest: None,
+                diff_id: None,
+                size: None,
+                expanded_size: None,
+                report_digests: false,
+                blob_verified: false,
+            };
+            rootfs_plan(vec![layer], reference)
+        }
+        sniff::Sniffed::Archive { tar, .. } => {
+            let spooled = tar.to_path_buf();
+            let index = archive::TarIndex::open(&spooled, Some(tar))?;
+            let mut plan = from_index(index, reference, options, wanted, || {
+                Err(Error::corrupt(
+                    "the spooled archive no longer reads as the image it was",
+                ))
+            })?;
+            plan.origin_mut()
+                .notes
+                .push("the stream was spooled to a temporary file beside the output".into());
+            Ok(plan)
+        }
+    }
+}
+
+fn spool_dir(options: &PlanOptions) -> PathBuf {
+    if options.spool_dir.as_os_str().is_empty() {
+        PathBuf::from(".")
+    } else {
+        options.spool_dir.clone()
+    }
+}
+
+/// A root filesystem tar (which has no tags).
+fn rootfs_plan(layers: Vec<LayerInput>, reference: Option<&str>) -> Result<Plan> {
+    if let Some(r) = reference {
+        return Err(Error::invalid(format!(
+            "this is a root filesystem tar; it has no tag or digest {r:?}"
+        )));
+    }
+    Ok(Plan::Layers {
+        layers,
+        image_digest: None,
+        origin: Origin::new(Reading::RootfsTar),
+    })
+}
+
+/// An indexed tar: the image it holds, or else a root filesystem tar (`rootfs` makes its layer).
+fn from_index(
+    index: std::sync::Arc<archive::TarIndex>,
+    reference: Option<&str>,
+    options: &PlanOptions,
+    wanted: &oci::Platform,
+    rootfs: impl FnOnce() -> Result<Vec<LayerInput>>,
+) -> Result<Plan> {
+    let by_digest = reference.is_some_and(|r| r.starts_with("sha256:"));
+    let reading = match index.shape() {
+        archive::Shape::Rootfs => return rootfs_plan(rootfs()?, reference),
+        archive::Shape::Docker { oci: true } if by_digest => Reading::OciArchive,
+        archive::Shape::Docker { .. } => Reading::DockerArchive,
+        archive::Shape::Oci => Reading::OciArchive,
+    };
+    let (foreign, first) = index.foreign_members();
+    let first = first.map(str::to_string);
+    let image = match reading {
+        Reading::DockerArchive => docker::Archive::from_index(index).image(reference),
+        _ => oci::Layout::from_archive(index).and_then(|l| l.image(reference, wanted)),
+    };
+    // A tar that also holds what no image archive has could be meant as a root filesystem.
+    let hint = || {
+        format!(
+            "{foreign} member(s) no image archive has (the first: {}); give it with --layer \
+             to build it as a root filesystem tar",
+            first.as_deref().unwrap_or("?")
+        )
+    };
+    let image = image.map_err(|e| {
+        if foreign == 0 {
+            return e;
+        }
+        let mut again = Error::new(
+            e.kind(),
+            format!(
+                "{}; read as a {} because of its {}, it also has {}",
+                e.message(),
+                reading.describe(),
+                if reading == Reading::DockerArchive {
+                    "manifest.json"
+                } else {
+                    "oci-layout and index.json"
+                },
+                hint()
+            ),
+        );
+        if let Some(l) = e.layer() {
+            again = again.with_layer(l);
+        }
+        again
+    })?;
+    let mut plan = image_plan(image, reading, wanted, options);
+    if foreign > 0 {
+        plan.origin_mut().notes.push(format!(
+            "read as a {}, although it also has {}",
+            reading.describe(),
+            hint()
+        ));
+    }
+    Ok(plan)
+}
+
+/// The plan of an image, with notes on its platform.
+fn image_plan(
+    image: oci::Image,
+    reading: Reading,
+    wanted: &oci::Platform,
+    options: &PlanOptions,
+) -> Plan {
+    let mut origin = Origin::new(reading);
+    let p = &image.platform;
+    if !image.from_index && !p.architecture.is_empty() && !wanted.matches(p) {
+        origin.notes.push(format!(
+            "the image is for {p}, not {wanted} ({})",
+            if options.platform.is_some() {
+                "as --platform asked"
+            } else {
+                "the host's"
+            }
+        ));
+    }
+    origin.platform = Some(image.platform);
+    Plan::Layers {
+        layers: image.layers,
+        image_digest: Some(image.manifest_digest),
+        origin,
+    }
+}
+
+impl Plan {
+    /// What the plan says of its source.
+    pub fn origin(&self) -> &Origin {
+        match self {
+            Plan::Layers { origin, .. } | Plan::Directory { origin, .. } => origin,
+        }
+    }
+
+    fn origin_mut(&mut self) -> &mut Origin {
+        match self {
+            Plan::Layers { origin, .. } | Plan::Directory { origin, .. } => origin,
         }
     }
 }

@@ -5,10 +5,13 @@ use std::collections::HashMap;
 use std::fs::File;
 use std::io::Read;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
+use super::archive::TarIndex;
 use super::digest::{verify, Digest};
+use super::stream::Opener;
 use crate::error::{Error, ErrorKind, Result};
 use crate::layer::LayerInput;
 
@@ -119,6 +122,37 @@ impl Platform {
     }
 }
 
+impl Platform {
+    /// The platform an image config states.
+    pub fn of_config(config: &Config) -> Self {
+        Platform {
+            os: config.os.clone(),
+            architecture: config.architecture.clone(),
+            variant: config.variant.clone().filter(|v| !v.is_empty()),
+        }
+    }
+
+    /// The host's platform, as Docker and Podman name it (`linux/amd64`, `linux/arm64/v8`):
+    /// the one to pull by default, since a microVM runs its host's architecture.
+    pub fn host() -> Self {
+        let (architecture, variant) = match std::env::consts::ARCH {
+            "x86_64" => ("amd64", None),
+            "x86" => ("386", None),
+            "aarch64" => ("arm64", Some("v8")),
+            "arm" => ("arm", Some("v7")),
+            "powerpc64" if cfg!(target_endian = "little") => ("ppc64le", None),
+            "loongarch64" => ("loong64", None),
+            "mips64" if cfg!(target_endian = "little") => ("mips64le", None),
+            other => (other, None),
+        };
+        Platform {
+            os: std::env::consts::OS.to_string(),
+            architecture: architecture.to_string(),
+            variant: variant.map(str::to_string),
+        }
+    }
+}
+
 impl std::fmt::Display for Platform {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "{}/{}", self.os, self.architecture)?;
@@ -170,6 +204,9 @@ pub struct Config {
     /// Architecture.
     #[serde(default)]
     pub architecture: String,
+    /// CPU variant, if stated.
+    #[serde(default)]
+    pub variant: Option<String>,
     /// The layers' uncompressed digests.
     pub rootfs: RootFs,
 }
@@ -303,13 +340,36 @@ pub fn select_platform<'a>(index: &'a Index, want: &Platform) -> Result<&'a Desc
     )))
 }
 
-/// An OCI image layout on disk.
+/// Where a layout's files are: a directory, or the members of a tar (an OCI archive).
+enum Store {
+    Dir(PathBuf),
+    Tar(Arc<TarIndex>),
+}
+
+/// An OCI image layout: a directory, or a tar of one (an OCI archive) read in place.
 pub struct Layout {
-    dir: PathBuf,
+    store: Store,
+}
+
+/// Checks an `oci-layout` file's version.
+fn check_marker(marker: &[u8]) -> Result<()> {
+    #[derive(Deserialize)]
+    struct Marker {
+        #[serde(rename = "imageLayoutVersion")]
+        version: String,
+    }
+    let m: Marker = parse_json("oci-layout", marker)?;
+    if !m.version.starts_with("1.") {
+        return Err(Error::unsupported(format!(
+            "image layout version {:?} is not supported",
+            m.version
+        )));
+    }
+    Ok(())
 }
 
 impl Layout {
-    /// Opens a layout, checking `oci-layout`.
+    /// Opens a layout directory, checking `oci-layout`.
     pub fn open(dir: &Path) -> Result<Self> {
         let marker = std::fs::read(dir.join("oci-layout")).map_err(|e| {
             Error::io(
@@ -320,26 +380,47 @@ impl Layout {
                 e,
             )
         })?;
-        #[derive(Deserialize)]
-        struct Marker {
-            #[serde(rename = "imageLayoutVersion")]
-            version: String,
-        }
-        let m: Marker = parse_json("oci-layout", &marker)?;
-        if !m.version.starts_with("1.") {
-            return Err(Error::unsupported(format!(
-                "image layout version {:?} is not supported",
-                m.version
-            )));
-        }
+        check_marker(&marker)?;
         Ok(Layout {
-            dir: dir.to_path_buf(),
+            store: Store::Dir(dir.to_path_buf()),
         })
     }
 
-    /// The path of a blob.
-    pub fn blob_path(&self, digest: &Digest) -> PathBuf {
-        self.dir.join("blobs").join("sha256").join(digest.hex())
+    /// The layout in an indexed tar (an OCI archive), checking `oci-layout`; blobs are read
+    /// from the tar where they lie.
+    pub fn from_archive(index: Arc<TarIndex>) -> Result<Self> {
+        check_marker(&index.read_small("oci-layout")?)?;
+        Ok(Layout {
+            store: Store::Tar(index),
+        })
+    }
+
+    /// The path of a blob in a layout directory.
+    fn blob_name(digest: &Digest) -> String {
+        format!("blobs/sha256/{}", digest.hex())
+    }
+
+    /// Reads a small file of the layout whole (at most [`MAX_DOCUMENT`] and one byte).
+    fn read_small(&self, name: &str) -> Result<Vec<u8>> {
+        match &self.store {
+            Store::Dir(dir) => {
+                let path = dir.join(name);
+                let file = File::open(&path)
+                    .map_err(|e| Error::io(format!("cannot open {}", path.display()), e))?;
+                let mut data = Vec::new();
+                file.take(MAX_DOCUMENT + 1)
+                    .read_to_end(&mut data)
+                    .map_err(|e| Error::io(format!("cannot read {}", path.display()), e))?;
+                if data.len() as u64 > MAX_DOCUMENT {
+                    return Err(Error::limit(format!(
+                        "{} is larger than {MAX_DOCUMENT} bytes",
+                        path.display()
+                    )));
+                }
+                Ok(data)
+            }
+            Store::Tar(index) => index.read_small(name),
+        }
     }
 
     /// Reads a small blob whole, checking its size and digest.
@@ -351,13 +432,7 @@ impl Layout {
                 desc.digest, desc.size
             )));
         }
-        let path = self.blob_path(&digest);
-        let file = File::open(&path)
-            .map_err(|e| Error::io(format!("cannot open {what} blob {}", path.display()), e))?;
-        let mut data = Vec::new();
-        file.take(MAX_DOCUMENT + 1)
-            .read_to_end(&mut data)
-            .map_err(|e| Error::io(format!("cannot read {}", path.display()), e))?;
+        let data = self.read_small(&Self::blob_name(&digest))?;
         if desc.size != 0 && data.len() as u64 != desc.size {
             return Err(Error::new(
                 ErrorKind::DigestMismatch,
@@ -375,10 +450,40 @@ impl Layout {
 
     /// `index.json`.
     pub fn index(&self) -> Result<Index> {
-        let path = self.dir.join("index.json");
-        let data = std::fs::read(&path)
-            .map_err(|e| Error::io(format!("cannot read {}", path.display()), e))?;
-        parse_json("index.json", &data)
+        parse_json("index.json", &self.read_small("index.json")?)
+    }
+
+    /// A layer input for the blob `d` describes (name and `diff_id` left for the caller).
+    fn layer(&self, d: &Descriptor) -> Result<LayerInput> {
+        let digest = Digest::parse(&d.digest)?;
+        let name = Self::blob_name(&digest);
+        let (open, expanded_size): (Opener, _) = match &self.store {
+            Store::Dir(dir) => {
+                let path = dir.join(&name);
+                let open_path = path.clone();
+                let open: Opener = Arc::new(move || {
+                    let f = File::open(&open_path).map_err(|e| {
+                        Error::io(format!("cannot open {}", open_path.display()), e)
+                    })?;
+                    Ok(Box::new(f) as Box<dyn Read + Send>)
+                });
+                (open, super::compression::expanded_size_of(&path))
+            }
+            Store::Tar(index) => {
+                let (open, _, expanded) = index.member(&name)?;
+                (open, expanded)
+            }
+        };
+        Ok(LayerInput {
+            name: format!("layer {}", &d.digest),
+            open,
+            blob_digest: Some(digest),
+            diff_id: None,
+            size: Some(d.size),
+            expanded_size,
+            report_digests: false,
+            blob_verified: false,
+        })
     }
 
     /// Resolves `reference` (a tag, a `sha256:` digest, or nothing when there is one image) and
@@ -390,26 +495,7 @@ impl Layout {
             desc.clone(),
             platform,
             |what, d| self.read_document(what, d),
-            |d| {
-                let digest = Digest::parse(&d.digest)?;
-                let path = self.blob_path(&digest);
-                let open_path = path.clone();
-                Ok(LayerInput {
-                    name: format!("layer {}", &d.digest),
-                    open: std::sync::Arc::new(move || {
-                        let f = File::open(&open_path).map_err(|e| {
-                            Error::io(format!("cannot open {}", open_path.display()), e)
-                        })?;
-                        Ok(Box::new(f) as Box<dyn Read + Send>)
-                    }),
-                    blob_digest: Some(digest),
-                    diff_id: None,
-                    size: Some(d.size),
-                    expanded_size: super::compression::expanded_size_of(&path),
-                    report_digests: false,
-                    blob_verified: false,
-                })
-            },
+            |d| self.layer(d),
         )
     }
 }
@@ -420,8 +506,10 @@ pub struct Image {
     pub manifest_digest: String,
     /// The layers, lowest first, with their `diff_id`s set.
     pub layers: Vec<LayerInput>,
-    /// The config's platform.
+    /// The platform: the one picked from an image index, or else the config's.
     pub platform: Platform,
+    /// Whether the platform was picked from an image index.
+    pub from_index: bool,
 }
 
 /// The reference names of a descriptor in `index.json`.
@@ -448,9 +536,12 @@ pub fn select_reference<'a>(index: &'a Index, reference: Option<&str>) -> Result
             .manifests
             .iter()
             .find(|d| {
-                ref_names(d)
-                    .iter()
-                    .any(|n| *n == tag || n.rsplit_once(':').is_some_and(|(_, t)| t == tag))
+                ref_names(d).iter().any(|n| {
+                    *n == tag
+                            || n.rsplit_once(':').is_some_and(|(_, t)| t == tag)
+                            // `app:1` names `docker.io/library/app:1`.
+                            || (tag.contains(':') && n.ends_with(&format!("/{tag}")))
+                })
             })
             .ok_or_else(|| {
                 let known: Vec<&str> = index.manifests.iter().flat_map(ref_names).collect();
@@ -571,6 +662,7 @@ pub fn resolve(
     mut read: impl FnMut(&str, &Descriptor) -> Result<Vec<u8>>,
     layer: impl FnMut(&Descriptor) -> Result<LayerInput>,
 ) -> Result<Image> {
+    let mut picked = None;
     // Nested indexes are allowed, a few levels deep.
     for _ in 0..4 {
         check_manifest_media_type(&desc.media_type)?;
@@ -578,6 +670,7 @@ pub fn resolve(
         let manifest = match parse_document(&desc.media_type, &data)? {
             Document::Index(index) => {
                 desc = select_platform(&index, platform)?.clone();
+                picked = desc.platform.clone();
                 continue;
             }
             Document::Manifest(m) => m,
@@ -588,11 +681,8 @@ pub fn resolve(
         return Ok(Image {
             manifest_digest: desc.digest.clone(),
             layers,
-            platform: Platform {
-                os: config.os,
-                architecture: config.architecture,
-                variant: None,
-            },
+            from_index: picked.is_some(),
+            platform: picked.unwrap_or_else(|| Platform::of_config(&config)),
         });
     }
     Err(Error::corrupt("image indexes nested more than four deep"))
@@ -629,6 +719,18 @@ mod tests {
         }));
         assert!(!p("linux/arm/v7").matches(&p("linux/arm/v6")));
         assert!(!p("linux/amd64").matches(&p("linux/arm64")));
+    }
+
+    #[test]
+    fn the_host_platform() {
+        let host = Platform::host().to_string();
+        match std::env::consts::ARCH {
+            "x86_64" => assert_eq!(host, "linux/amd64"),
+            "aarch64" => assert_eq!(host, "linux/arm64/v8"),
+            _ => assert!(host.starts_with("linux/"), "{host}"),
+        }
+        // The host's arm64/v8 picks an index's arm64 entry with or without a variant.
+        assert!(p("linux/arm64/v8").matches(&p("linux/arm64")));
     }
 
     #[test]
