@@ -100,6 +100,9 @@ pub struct SizePolicy {
     pub min_bytes: u64,
     /// Total inode count wanted; default: used + 20% + 1024.
     pub inodes: Option<u64>,
+    /// The block count is a multiple of this (1: any): rounded down from a fixed size, up
+    /// otherwise.
+    pub align_blocks: u64,
 }
 
 /// Why no geometry fits.
@@ -259,11 +262,13 @@ pub fn plan(
         )));
     }
     let min_groups = total_inodes.div_ceil(bpg);
+    let align = policy.align_blocks.max(1);
     let mut blocks = match policy.fixed_bytes {
-        Some(bytes) => bytes / bs.bytes_u64(),
+        Some(bytes) => bytes / bs.bytes_u64() / align * align,
         None => (policy.min_bytes / bs.bytes_u64())
             .max(alloc.high_water())
-            .max(group_start(min_groups.max(1) - 1, bs) + 1),
+            .max(group_start(min_groups.max(1) - 1, bs) + 1)
+            .next_multiple_of(align),
     };
     loop {
         let groups = groups_for(blocks, bs).max(1);
@@ -274,7 +279,9 @@ pub fn plan(
                     "{total_inodes} inodes do not fit in a filesystem of {blocks} blocks"
                 )));
             }
-            blocks = blocks.max(first + total_inodes.div_ceil(bpg) * bpg);
+            blocks = blocks
+                .max(first + total_inodes.div_ceil(bpg) * bpg)
+                .next_multiple_of(align);
             continue;
         }
         let geometry = Geometry {
@@ -323,7 +330,7 @@ pub fn plan(
         if policy.fixed_bytes.is_some() {
             return too_small(demand, policy, alloc);
         }
-        blocks = want.max(blocks + 1);
+        blocks = want.max(blocks + 1).next_multiple_of(align);
     }
 }
 
@@ -414,7 +421,47 @@ mod tests {
             headroom: Headroom::Percent(20),
             min_bytes: MIN_IMAGE_BYTES,
             inodes: None,
+            align_blocks: 1,
         }
+    }
+
+    #[test]
+    fn aligned_plans_round_the_block_count() {
+        let alloc = BlockAllocator::new(BlockSize::K1, 16, 1 << 26);
+        let aligned = SizePolicy {
+            align_blocks: 4,
+            ..policy()
+        };
+        let mut unaligned = 0;
+        for used_blocks in 70_000..70_016 {
+            let demand = Demand {
+                used_blocks,
+                inodes_used: 12,
+                journal: false,
+            };
+            let auto = plan(&demand, &policy(), &alloc)
+                .unwrap()
+                .geometry
+                .blocks_count;
+            let up = plan(&demand, &aligned, &alloc)
+                .unwrap()
+                .geometry
+                .blocks_count;
+            assert_eq!(up, auto.next_multiple_of(4), "{used_blocks} blocks used");
+            unaligned += usize::from(auto % 4 != 0);
+        }
+        assert!(unaligned > 0, "no plan needed rounding");
+        let demand = Demand {
+            used_blocks: 70_000,
+            inodes_used: 12,
+            journal: false,
+        };
+        let fixed = SizePolicy {
+            fixed_bytes: Some((100 << 20) + 3 * 1024),
+            ..aligned
+        };
+        let down = plan(&demand, &fixed, &alloc).unwrap().geometry.blocks_count;
+        assert_eq!(down, (100 << 20) / 1024);
     }
 
     #[test]
