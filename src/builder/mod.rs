@@ -46,7 +46,8 @@ use output::Output;
 /// What a finished build produced.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct Summary {
-    /// Size of the image file in bytes (its apparent size; unwritten blocks are holes).
+    /// Size of the image file in bytes (its apparent size; unwritten blocks are holes). With
+    /// [`BuildOptions::verity`], the filesystem's part: the hash tree follows it.
     pub image_bytes: u64,
     /// Filesystem block size.
     pub block_size: u64,
