@@ -283,6 +283,28 @@ impl TreeWriter<'_> {
     }
 }
 
+/// Hashes each 4096-byte block of `data` into `out`, on up to `workers` threads.
+fn hash_blocks_into(salt: &[u8], data: &[u8], out: &mut [[u8; 32]], workers: usize) {
+    let bs = VERITY_BLOCK_SIZE as usize;
+    let per = out.len().div_ceil(workers.max(1)).max(1);
+    if workers <= 1 || out.len() < 64 {
+        for (d, block) in out.iter_mut().zip(data.chunks(bs)) {
+            *d = hash_block(salt, block);
+        }
+        return;
+    }
+    std::thread::scope(|s| {
+        let mut parts = out.chunks_mut(per).zip(data.chunks(per * bs));
+        let first = parts.next();
+        for (digests, data) in parts {
+            s.spawn(move || hash_blocks_into(salt, data, digests, 1));
+        }
+        if let Some((digests, data)) = first {
+            hash_blocks_into(salt, data, digests, 1);
+        }
+    });
+}
+
 /// Appends a dm-verity hash tree over the first `data_bytes` bytes of `file` (a multiple of
 /// 4096), at `data_bytes`: the superblock first if asked, then the tree. The file ends with
 /// the tree. Reads the data once, on a thread of its own while the hashing goes on; holes are
@@ -337,13 +359,18 @@ pub fn append(file: &File, data_bytes: u64, params: &HashTreeParams<'_>) -> Resu
             Ok(())
         });
         let mut next = 0u64;
+        let mut digests: Vec<[u8; 32]> = Vec::new();
+        let workers = std::thread::available_parallelism().map_or(1, |n| n.get().min(4));
         let mut hashed = || -> std::io::Result<()> {
             for (at, len, buf) in full_rx.iter() {
                 for _ in next..at / bs {
                     builder.push(&zero_digest)?;
                 }
-                for block in buf[..len].chunks(bs as usize) {
-                    builder.push(&hash_block(salt, block))?;
+                digests.clear();
+                digests.resize(len / bs as usize, [0u8; 32]);
+                hash_blocks_into(salt, &buf[..len], &mut digests, workers);
+                for d in &digests {
+                    builder.push(d)?;
                 }
                 next = (at + len as u64) / bs;
                 // The reader may be gone after an error; its result says why.
@@ -410,4 +437,33 @@ pub fn append(file: &File, data_bytes: u64, params: &HashTreeParams<'_>) -> Resu
             .superblock
             .then(|| uuid::Uuid::from_bytes(uuid).hyphenated().to_string()),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn threads_hash_each_block_in_its_place() {
+        let data: Vec<u8> = (0..1000u32 * 4096)
+            .map(|i| (i / 4096 + i % 251) as u8)
+            .collect();
+        let n = data.len() / 4096;
+        let mut one = vec![[0u8; 32]; n];
+        let mut three = vec![[0u8; 32]; n];
+        hash_blocks_into(b"s", &data, &mut one, 1);
+        hash_blocks_into(b"s", &data, &mut three, 3);
+        assert_eq!(one, three);
+        assert_eq!(one[999], hash_block(b"s", &data[999 * 4096..]));
+    }
+
+    #[test]
+    fn salts_parse_as_hex() {
+        assert_eq!(parse_salt("00ff1A").unwrap(), vec![0, 255, 26]);
+        assert_eq!(parse_salt("-").unwrap(), Vec::<u8>::new());
+        assert!(parse_salt("abc").is_err());
+        assert!(parse_salt("zz").is_err());
+        assert!(parse_salt("é1").is_err());
+        assert!(parse_salt(&"00".repeat(257)).is_err());
+    }
 }
