@@ -466,3 +466,48 @@ fn mount_verified(image: &Path, root: &str, opts: &[&str], want: &Tree) {
     assert_same_tree(want, &got);
     drop(mapping);
 }
+
+#[test]
+fn append_checks_its_input_and_stops_when_cancelled() {
+    use oci2ext4::verity::{append, HashTreeParams};
+    use std::sync::atomic::AtomicBool;
+    let dir = scratch();
+    let path = dir.path().join("data");
+    let mut data = vec![0u8; 8 << 20];
+    Rng::new(3).fill(&mut data[..1 << 20]);
+    fs::write(&path, &data).unwrap();
+    let f = fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(&path)
+        .unwrap();
+    let mut params = HashTreeParams {
+        salt: b"",
+        superblock: false,
+        uuid: None,
+        cancel: None,
+    };
+    let e = append(&f, 4095, &params).unwrap_err();
+    assert_eq!(e.kind(), oci2ext4::ErrorKind::InvalidArgument, "{e}");
+    let stop = AtomicBool::new(true);
+    params.cancel = Some(&stop);
+    let e = append(&f, 8 << 20, &params).unwrap_err();
+    assert_eq!(e.kind(), oci2ext4::ErrorKind::Cancelled, "{e}");
+    params.cancel = None;
+    let info = append(&f, 8 << 20, &params).unwrap();
+    assert_eq!(info.salt, "-");
+    assert_eq!((info.data_blocks, info.hash_blocks), (2048, 17));
+    assert_eq!(fs::metadata(&path).unwrap().len(), (8 << 20) + 17 * 4096);
+    if have_veritysetup() {
+        ok(&veritysetup(&[
+            "verify",
+            s(&path),
+            s(&path),
+            &info.root_hash,
+            "--hash-offset=8388608",
+            "--no-superblock",
+            "--data-blocks=2048",
+            "--salt=-",
+        ]));
+    }
+}

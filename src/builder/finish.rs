@@ -970,6 +970,7 @@ pub(crate) fn finish(
                 salt: &salt,
                 superblock: v.superblock,
                 uuid: v.uuid,
+                cancel: opts.cancel.as_deref(),
             };
             Some(verity::append(file, geo.blocks_count * bsz, &params)?)
         }

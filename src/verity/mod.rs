@@ -11,12 +11,13 @@ mod tree;
 
 use std::fs::File;
 use std::os::unix::fs::FileExt;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
 
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
-use crate::error::{Error, Result};
+use crate::error::{Error, ErrorKind, Result};
 pub use superblock::VERITY_MAX_SALT;
 use superblock::{VeritySuperblock, VERITY_SB_SIZE};
 use tree::{hash_block, TreeBuilder};
@@ -59,6 +60,8 @@ pub struct HashTreeParams<'a> {
     pub superblock: bool,
     /// UUID in the superblock; `None` derives one from the root hash.
     pub uuid: Option<[u8; 16]>,
+    /// When set to true, [`append`] stops with [`crate::ErrorKind::Cancelled`].
+    pub cancel: Option<&'a AtomicBool>,
 }
 
 /// The hash tree that was appended, and how to use it.
@@ -361,8 +364,13 @@ pub fn append(file: &File, data_bytes: u64, params: &HashTreeParams<'_>) -> Resu
         let mut next = 0u64;
         let mut digests: Vec<[u8; 32]> = Vec::new();
         let workers = std::thread::available_parallelism().map_or(1, |n| n.get().min(4));
+        let mut cancelled = false;
         let mut hashed = || -> std::io::Result<()> {
             for (at, len, buf) in full_rx.iter() {
+                if params.cancel.is_some_and(|c| c.load(Ordering::Relaxed)) {
+                    cancelled = true;
+                    break;
+                }
                 for _ in next..at / bs {
                     builder.push(&zero_digest)?;
                 }
@@ -380,6 +388,7 @@ pub fn append(file: &File, data_bytes: u64, params: &HashTreeParams<'_>) -> Resu
         };
         let hashed = hashed();
         drop(empty_tx);
+        drop(full_rx);
         reader
             .join()
             .map_err(|_| {
@@ -390,6 +399,9 @@ pub fn append(file: &File, data_bytes: u64, params: &HashTreeParams<'_>) -> Resu
             })?
             .map_err(|e| Error::io("cannot read the image back for dm-verity", e))?;
         hashed.map_err(write_err)?;
+        if cancelled {
+            return Err(Error::new(ErrorKind::Cancelled, "build cancelled"));
+        }
         for _ in next..data_blocks {
             builder.push(&zero_digest).map_err(write_err)?;
         }
