@@ -219,8 +219,12 @@ fn derive_uuid(root: &[u8]) -> [u8; 16] {
     u
 }
 
-/// The byte ranges of `file` below `end` that may hold data, widened to whole verity blocks;
-/// the rest is holes, which read as zeros.
+/// Holes shorter than this between two data ranges are read rather than skipped: a read of
+/// zeros costs less than another round of seeks, reads and hand-overs.
+const SMALL_HOLE: u64 = 1 << 20;
+
+/// The byte ranges of `file` below `end` that may hold data, widened to whole verity blocks
+/// and joined across small holes; the rest is holes, which read as zeros.
 fn data_ranges(file: &File, end: u64) -> Vec<(u64, u64)> {
     use rustix::fs::{seek, SeekFrom};
     let bs = VERITY_BLOCK_SIZE;
@@ -240,7 +244,7 @@ fn data_ranges(file: &File, end: u64) -> Vec<(u64, u64)> {
         let stop = seek(file, SeekFrom::Hole(start)).unwrap_or(end).min(end);
         let (s, e) = (start / bs * bs, stop.div_ceil(bs) * bs);
         match ranges.last_mut() {
-            Some(last) if last.1 >= s => last.1 = last.1.max(e),
+            Some(last) if last.1 + SMALL_HOLE >= s => last.1 = last.1.max(e),
             _ => ranges.push((s, e)),
         }
         at = stop.max(start + 1);
@@ -352,6 +356,18 @@ pub fn append(file: &File, data_bytes: u64, params: &HashTreeParams<'_>) -> Resu
                         return Ok(());
                     };
                     let n = (end - at).min(CHUNK as u64) as usize;
+                    // The file data was written past the page cache: ask for the next chunk
+                    // while this one is read. Only advice; it may be ignored.
+                    let ahead = at + n as u64;
+                    if ahead < end {
+                        let len = (end - ahead).min(CHUNK as u64);
+                        let _ = rustix::fs::fadvise(
+                            file,
+                            ahead,
+                            std::num::NonZeroU64::new(len),
+                            rustix::fs::Advice::WillNeed,
+                        );
+                    }
                     file.read_exact_at(&mut buf[..n], at)?;
                     if full_tx.send((at, n, buf)).is_err() {
                         return Ok(());
