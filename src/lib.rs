@@ -10,6 +10,7 @@
 //! - [`layer`] and [`source`]: layers applied with OCI whiteout rules, from local sources.
 //! - `registry` (feature `registry`, on by default): pulling from registries into a blob
 //!   cache, streaming the layers as they download.
+//! - [`verity`]: dm-verity hash trees appended to an image.
 //!
 //! File data is written to the output once, as it streams in; the tree in memory grows with the
 //! number of entries, never with their bytes.
@@ -28,6 +29,7 @@ pub mod registry;
 pub mod source;
 pub mod tar;
 mod tree;
+pub mod verity;
 
 pub use builder::{BlockSize, BuildOptions, FileSession, Headroom, ImageBuilder, Limits, Summary};
 pub use entry::{Metadata, Special, Timestamp, Xattr};

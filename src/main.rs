@@ -248,6 +248,9 @@ fn report(
             });
             out["platform"] = serde_json::json!(o.platform.as_ref().map(ToString::to_string));
         }
+        if let Some(v) = &summary.verity {
+            out["verity"] = cli::verity_report(args, v).0;
+        }
         if let Some(p) = pull {
             out["reference"] = serde_json::json!(p.reference);
             out["index_digest"] = serde_json::json!(p.index_digest);
@@ -288,5 +291,8 @@ fn report(
             human(summary.data_bytes),
             if layers.is_empty() { String::new() } else { format!(" from {} layer(s)", layers.len()) },
         );
+        if let Some(v) = &summary.verity {
+            eprintln!("{}", cli::verity_report(args, v).1);
+        }
     }
 }

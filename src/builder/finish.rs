@@ -33,6 +33,7 @@ use crate::layout::sizing::{
 };
 use crate::layout::xattrs;
 use crate::tree::{Content, InodeData, Kind, NodeId, Tree, ROOT};
+use crate::verity;
 
 /// Longest symlink target kept in the inode itself (`i_block` holds 60 bytes, and the kernel
 /// wants the terminating NUL inside it).
@@ -598,6 +599,11 @@ impl Finisher<'_> {
             headroom: opts.headroom,
             min_bytes: opts.min_size,
             inodes: opts.inodes,
+            // dm-verity's 4096-byte blocks cover the filesystem exactly.
+            align_blocks: match opts.verity {
+                Some(_) => verity::VERITY_BLOCK_SIZE / self.bs.bytes_u64(),
+                None => 1,
+            },
         };
         let demand = Demand {
             used_blocks: data_blocks + per_inode_blocks,
@@ -917,7 +923,8 @@ pub(crate) fn finish(
     lost_found: Option<NodeId>,
 ) -> Result<Summary> {
     let numbering = number(tree)?;
-    let id = Identity::derive(opts, &content_digest(tree, &numbering, opts, data_crc));
+    let digest = content_digest(tree, &numbering, opts, data_crc);
+    let id = Identity::derive(opts, &digest);
     let bs = alloc.block_size();
     let mut fin = Finisher {
         tree,
@@ -953,6 +960,22 @@ pub(crate) fn finish(
     let bsz = bs.bytes_u64();
     file.set_len(geo.blocks_count * bsz)
         .map_err(|e| Error::io("cannot size the image", e))?;
+    let verity = match &opts.verity {
+        Some(v) => {
+            let salt = v
+                .salt
+                .clone()
+                .unwrap_or_else(|| verity::derive_salt(&digest));
+            let params = verity::HashTreeParams {
+                salt: &salt,
+                superblock: v.superblock,
+                uuid: v.uuid,
+                cancel: opts.cancel.as_deref(),
+            };
+            Some(verity::append(file, geo.blocks_count * bsz, &params)?)
+        }
+        None => None,
+    };
     Ok(Summary {
         image_bytes: geo.blocks_count * bsz,
         block_size: bsz,
@@ -967,6 +990,7 @@ pub(crate) fn finish(
         uuid: format_uuid(&id.uuid),
         data_bytes: 0,
         entries: 0,
+        verity,
     })
 }
 

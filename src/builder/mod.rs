@@ -47,7 +47,8 @@ use output::Output;
 /// What a finished build produced.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct Summary {
-    /// Size of the image file in bytes (its apparent size; unwritten blocks are holes).
+    /// Size of the image file in bytes (its apparent size; unwritten blocks are holes). With
+    /// [`BuildOptions::verity`], the filesystem's part: the hash tree follows it.
     pub image_bytes: u64,
     /// Filesystem block size.
     pub block_size: u64,
@@ -73,6 +74,9 @@ pub struct Summary {
     pub data_bytes: u64,
     /// Entries added (every call that added or replaced an entry).
     pub entries: u64,
+    /// The dm-verity hash tree appended after the filesystem, if asked for
+    /// ([`BuildOptions::verity`]); `image_bytes` is then the filesystem's part.
+    pub verity: Option<crate::verity::VerityInfo>,
 }
 
 /// Builds one ext4 image. Entries can come in any order; a later entry for a path replaces the
@@ -113,8 +117,16 @@ fn attrs_at(mode: u16, time: Timestamp) -> Attrs {
 impl ImageBuilder {
     /// Starts an image at `path`. The file appears there only when [`ImageBuilder::finish`]
     /// succeeds; until then it is written under a temporary name in the same directory.
-    pub fn create(path: impl AsRef<Path>, opts: BuildOptions) -> Result<Self> {
+    pub fn create(path: impl AsRef<Path>, mut opts: BuildOptions) -> Result<Self> {
         let path = path.as_ref();
+        if let Some(v) = &opts.verity {
+            if let Some(salt) = &v.salt {
+                crate::verity::check_salt(salt)?;
+            }
+            // dm-verity covers whole 4096-byte blocks, the filesystem ends on one.
+            let unit = crate::verity::VERITY_BLOCK_SIZE;
+            opts.size = opts.size.map(|s| s / unit * unit);
+        }
         if let Some(label) = &opts.label {
             if label.len() > 16 {
                 return Err(Error::invalid(format!(

@@ -73,6 +73,11 @@ pub struct BuildOptions {
     pub cancel: Option<Arc<AtomicBool>>,
     /// Bytes of file data gathered before a write; two such buffers take turns. Default 2 MiB.
     pub buffer_size: usize,
+    /// Append a dm-verity hash tree after the filesystem (whose size then is a multiple of
+    /// 4096 bytes: a fixed size is rounded down to it). Its root hash is in
+    /// [`crate::Summary::verity`]. A verity device is read-only: consider leaving out the
+    /// journal (`journal: false`), as the command line does. Default: none.
+    pub verity: Option<crate::verity::VerityOptions>,
 }
 
 impl BuildOptions {
@@ -105,6 +110,7 @@ impl Default for BuildOptions {
             limits: Limits::default(),
             cancel: None,
             buffer_size: 2 << 20,
+            verity: None,
         }
     }
 }

@@ -7,6 +7,7 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 
+use oci2ext4::verity::VerityInfo;
 use oci2ext4::{BlockSize, BuildOptions, ErrorKind, Headroom, Timestamp};
 
 /// Turn container images into bootable ext4 filesystem images.
@@ -133,6 +134,27 @@ pub struct ImageArgs {
     /// Leave out the journal.
     #[arg(long)]
     pub no_journal: bool,
+    /// Make a journal even with --verity.
+    #[arg(long, conflicts_with = "no_journal")]
+    pub journal: bool,
+    /// Append a dm-verity hash tree (sha256, 4096-byte blocks) after the filesystem, which
+    /// then has no journal unless --journal is given.
+    #[arg(long)]
+    pub verity: bool,
+    /// The dm-verity salt in hex, `-` for none (default: derived from the content).
+    #[arg(long, value_name = "HEX", requires = "verity")]
+    pub verity_salt: Option<String>,
+    /// Write veritysetup's superblock before the hash tree, as `veritysetup format` does.
+    #[arg(long, requires = "verity")]
+    pub verity_superblock: bool,
+    /// The guest's device for the image, in the printed dm-mod.create= kernel parameter.
+    #[arg(
+        long,
+        value_name = "PATH",
+        default_value = "/dev/vda",
+        requires = "verity"
+    )]
+    pub verity_device: String,
     /// Stop when the image would grow past this size (e.g. 100G).
     #[arg(long, value_parser = units::parse_size, default_value = "1T")]
     pub max_size: u64,
@@ -302,7 +324,17 @@ pub fn build_options(args: &ImageArgs) -> Result<BuildOptions, Failure> {
         .as_deref()
         .map(|u| parse_uuid(u, "hash-seed"))
         .transpose()?;
-    opts.journal = !args.no_journal;
+    opts.journal = !args.no_journal && (!args.verity || args.journal);
+    if args.verity {
+        let mut v = oci2ext4::verity::VerityOptions::default();
+        v.salt = args
+            .verity_salt
+            .as_deref()
+            .map(oci2ext4::verity::parse_salt)
+            .transpose()?;
+        v.superblock = args.verity_superblock;
+        opts.verity = Some(v);
+    }
     opts.limits.max_size = args.max_size;
     if let Ok(epoch) = std::env::var("SOURCE_DATE_EPOCH") {
         let sec: i64 = epoch.trim().parse().map_err(|_| {
@@ -313,4 +345,23 @@ pub fn build_options(args: &ImageArgs) -> Result<BuildOptions, Failure> {
         opts.time = Timestamp::from_secs(sec);
     }
     Ok(opts)
+}
+
+/// The dm-verity part of the summary: JSON, and lines for the terminal.
+pub fn verity_report(args: &ImageArgs, info: &VerityInfo) -> (serde_json::Value, String) {
+    let image = args.output.display().to_string();
+    let open = info.veritysetup_open(&image, "vroot");
+    let cmdline = info.kernel_cmdline(&args.verity_device, "vroot");
+    let mut json = serde_json::to_value(info).unwrap_or_default();
+    json["veritysetup_open"] = serde_json::json!(open);
+    json["kernel_cmdline"] = serde_json::json!(cmdline);
+    let text = format!(
+        "dm-verity: root hash {}, salt {}, {} data blocks, hash tree at byte {}{}\n  {open}\n  {cmdline}",
+        info.root_hash,
+        info.salt,
+        info.data_blocks,
+        info.hash_offset,
+        if info.superblock { " (with superblock)" } else { "" },
+    );
+    (json, text)
 }

@@ -134,6 +134,9 @@ pub struct SizePolicy {
     /// Total inode count wanted; default: the used ones, and free ones at least one per
     /// [`BYTES_PER_FREE_INODE`] of image and at least a fifth of the used ones.
     pub inodes: Option<u64>,
+    /// The block count is a multiple of this (1: any): rounded down from a fixed size, up
+    /// otherwise.
+    pub align_blocks: u64,
 }
 
 /// Why no geometry fits.
@@ -312,13 +315,18 @@ fn plan_with(
     }
     let total_for =
         |blocks: u64| inodes.unwrap_or_else(|| default_inodes(demand.inodes_used, blocks, bs));
+    let align = policy.align_blocks.max(1);
     let mut blocks = match policy.fixed_bytes {
-        Some(bytes) => bytes / bs.bytes_u64(),
-        None => (policy.min_bytes / bs.bytes_u64()).max(alloc.high_water()),
+        Some(bytes) => bytes / bs.bytes_u64() / align * align,
+        None => (policy.min_bytes / bs.bytes_u64())
+            .max(alloc.high_water())
+            .next_multiple_of(align),
     };
     if policy.fixed_bytes.is_none() {
         let min_groups = total_for(blocks).div_ceil(bpg);
-        blocks = blocks.max(group_start(min_groups.max(1) - 1, bs) + 1);
+        blocks = blocks
+            .max(group_start(min_groups.max(1) - 1, bs) + 1)
+            .next_multiple_of(align);
     }
     loop {
         let total_inodes = total_for(blocks);
@@ -335,7 +343,9 @@ fn plan_with(
                     "{total_inodes} inodes do not fit in a filesystem of {blocks} blocks"
                 )));
             }
-            blocks = blocks.max(first + total_inodes.div_ceil(bpg) * bpg);
+            blocks = blocks
+                .max(first + total_inodes.div_ceil(bpg) * bpg)
+                .next_multiple_of(align);
             continue;
         }
         let geometry = Geometry {
@@ -384,7 +394,7 @@ fn plan_with(
         if policy.fixed_bytes.is_some() {
             return too_small(demand, policy, alloc);
         }
-        blocks = want.max(blocks + 1);
+        blocks = want.max(blocks + 1).next_multiple_of(align);
     }
 }
 
@@ -475,7 +485,47 @@ mod tests {
             headroom: Headroom::Percent(20),
             min_bytes: MIN_IMAGE_BYTES,
             inodes: None,
+            align_blocks: 1,
         }
+    }
+
+    #[test]
+    fn aligned_plans_round_the_block_count() {
+        let alloc = BlockAllocator::new(BlockSize::K1, 16, 1 << 26);
+        let aligned = SizePolicy {
+            align_blocks: 4,
+            ..policy()
+        };
+        let mut unaligned = 0;
+        for used_blocks in 70_000..70_016 {
+            let demand = Demand {
+                used_blocks,
+                inodes_used: 12,
+                journal: false,
+            };
+            let auto = plan(&demand, &policy(), &alloc)
+                .unwrap()
+                .geometry
+                .blocks_count;
+            let up = plan(&demand, &aligned, &alloc)
+                .unwrap()
+                .geometry
+                .blocks_count;
+            assert_eq!(up, auto.next_multiple_of(4), "{used_blocks} blocks used");
+            unaligned += usize::from(auto % 4 != 0);
+        }
+        assert!(unaligned > 0, "no plan needed rounding");
+        let demand = Demand {
+            used_blocks: 70_000,
+            inodes_used: 12,
+            journal: false,
+        };
+        let fixed = SizePolicy {
+            fixed_bytes: Some((100 << 20) + 3 * 1024),
+            ..aligned
+        };
+        let down = plan(&demand, &fixed, &alloc).unwrap().geometry.blocks_count;
+        assert_eq!(down, (100 << 20) / 1024);
     }
 
     #[test]
