@@ -967,6 +967,8 @@ pub(crate) fn finish(
         uuid: format_uuid(&id.uuid),
         data_bytes: 0,
         entries: 0,
+        kernel_copied_bytes: 0,
+        read_copied_bytes: 0,
     })
 }
 

@@ -1,5 +1,5 @@
 //! The output file: created under a temporary name beside the destination, renamed over it only
-//! when the image is complete and synced, removed on any failure.
+//! when the image is complete (and, when asked, synced), removed on any failure.
 
 use std::fs::File;
 use std::io;
@@ -60,12 +60,16 @@ impl Output {
         self.temp.path()
     }
 
-    /// Syncs the file and renames it over the destination.
-    pub fn commit(self) -> Result<()> {
-        self.temp
-            .as_file()
-            .sync_all()
-            .map_err(|e| Error::io("cannot sync the image", e))?;
+    /// Renames the file over the destination. With `durable`, first syncs its data and
+    /// metadata, and afterwards the directory that holds the new name, so that the image is
+    /// there, whole, after a power loss; without, the kernel writes both out in its own time.
+    pub fn commit(self, durable: bool) -> Result<()> {
+        if durable {
+            self.temp
+                .as_file()
+                .sync_all()
+                .map_err(|e| Error::io("cannot sync the image", e))?;
+        }
         let dest = self.dest;
         self.temp.persist(&dest).map_err(|e| {
             Error::io(
@@ -73,8 +77,22 @@ impl Output {
                 e.error,
             )
         })?;
+        if durable {
+            sync_dir(&dest)?;
+        }
         Ok(())
     }
+}
+
+/// Syncs the directory that holds `path`, so that a rename into it survives a power loss.
+fn sync_dir(path: &Path) -> Result<()> {
+    let dir = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|e| Error::io(format!("cannot sync the directory {}", dir.display()), e))
 }
 
 /// Gathers writes to consecutive blocks into large runs for the background writer.
@@ -90,7 +108,7 @@ pub struct BlockSink {
 impl BlockSink {
     /// A sink writing `bs` blocks to `file` in runs of up to `cap` bytes.
     pub fn new(file: &File, bs: BlockSize, cap: usize) -> Result<Self> {
-        let mut writer = BackgroundWriter::start(file, 2, cap)?;
+        let mut writer = BackgroundWriter::start(file, 2, cap, false)?;
         let buf = writer.take_buffer()?;
         Ok(BlockSink {
             writer,

@@ -129,6 +129,9 @@ pub struct ImageArgs {
     /// Leave out the journal.
     #[arg(long)]
     pub no_journal: bool,
+    /// Make the image durable before exiting: sync its data, rename it, sync its directory.
+    #[arg(long)]
+    pub fsync: bool,
     /// Stop when the image would grow past this size (e.g. 100G).
     #[arg(long, value_parser = units::parse_size, default_value = "1T")]
     pub max_size: u64,
@@ -290,6 +293,7 @@ pub fn build_options(args: &ImageArgs) -> Result<BuildOptions, Failure> {
         .map(|u| parse_uuid(u, "hash-seed"))
         .transpose()?;
     opts.journal = !args.no_journal;
+    opts.fsync = args.fsync;
     opts.limits.max_size = args.max_size;
     if let Ok(epoch) = std::env::var("SOURCE_DATE_EPOCH") {
         let sec: i64 = epoch.trim().parse().map_err(|_| {

@@ -54,6 +54,7 @@ pub fn file_layer(path: &Path) -> LayerInput {
         expanded_size: compression::expanded_size_of(path),
         report_digests: false,
         blob_verified: false,
+        file: size.is_some().then(|| path.to_path_buf()),
     }
 }
 

@@ -408,6 +408,7 @@ impl Layout {
                     expanded_size: super::compression::expanded_size_of(&path),
                     report_digests: false,
                     blob_verified: false,
+                    file: None,
                 })
             },
         )
