@@ -9,21 +9,30 @@
 #   large   about 1.3 GB in 200 binary-like files, 1 gzip layer
 #   debian  a Debian-like tree of about 5,800 entries in 5 gzip layers with whiteouts and
 #           opaque directories
+# and one real distribution tree (SCALE does not apply to it):
+#   distro  a Debian bookworm minbase tree, 1 gzip layer: $OCI2EXT4_VM_ROOTFS or
+#           target/vm/debian.tar if there (as .ci/run makes it), else made here with
+#           debootstrap the same way (as root, with network access to deb.debian.org)
 # Each is written as an OCI layout (gzip by pigz -6). Then, alternating, REPS times each:
-#   oci2ext4 build LAYOUT:bench        (the release binary)
+#   oci2ext4 build LAYOUT:bench        (the release binary; default mode, no sync)
+#   oci2ext4 build LAYOUT:bench --fsync (durable before it exits)
 #   pigz -dc / gzip -dc of the layers to /dev/null (the decompression floor)
 #   umoci raw unpack + mkfs.ext4 -d    (as root; the image sized and given inodes and block
 #                                       size like ours)
 #   cat of the flattened tar to a file (the copy floor)
-#   oci2ext4 build FLAT.tar            (the flattened uncompressed tar)
+#   oci2ext4 build FLAT.tar [--fsync]  (the flattened uncompressed tar, both modes)
 #   tar2ext4 -i FLAT.tar               (only when tar2ext4 is on PATH)
+#   mkfs.erofs --tar=f IMG FLAT.tar    (only when mkfs.erofs on PATH has --tar, erofs-utils 1.7+)
+# Before the images, the disk's write speed is measured (dd of 1 GiB with fsync into BENCH_DIR)
+# and printed beside each image's rows with the time its data takes at that speed.
 # Every image oci2ext4 makes is checked with e2fsck -fn; as root, the last of each kind is
 # loop-mounted and compared with the tree umoci unpacked (type, mode, owner, size, link count,
 # file mtime, symlink target of every entry, and a sha256 of every regular file).
-# The flattened tar is made from umoci's unpacked tree with GNU tar.
+# The flattened tar is made from umoci's unpacked tree with GNU tar, in the POSIX (PAX) format
+# so that times keep their nanoseconds.
 #
 # Environment: BENCH_DIR (default target/bench-compare, keep it on the disk you care about),
-# REPS (3), SCALE (1; e.g. 0.1 for a quick run), IMAGES ("node large debian"), KEEP=1 to
+# REPS (3), SCALE (1; e.g. 0.1 for a quick run), IMAGES ("node large debian distro"), KEEP=1 to
 # keep the inputs and outputs. Prints a Markdown report on stdout, progress on stderr.
 set -euo pipefail
 
@@ -33,7 +42,7 @@ set -euo pipefail
 BENCH_DIR=${BENCH_DIR:-$ROOT/target/bench-compare}
 REPS=${REPS:-3}
 SCALE=${SCALE:-1}
-IMAGES=${IMAGES:-node large debian}
+IMAGES=${IMAGES:-node large debian distro}
 KEEP=${KEEP:-0}
 
 need pigz gzip e2fsck mkfs.ext4 dumpe2fs sha256sum findmnt
@@ -46,6 +55,48 @@ else
     log "not root: unpack + mkfs.ext4 -d, the flattened tar rows and the mount comparison are skipped"
 fi
 TAR2EXT4=$(command -v tar2ext4 || true)
+EROFS=$(command -v mkfs.erofs || true)
+EROFS_NOTE=""
+if [ -n "$EROFS" ] && ! "$EROFS" --help 2>&1 | grep -q -- '--tar'; then
+    EROFS_NOTE="$EROFS has no --tar (erofs-utils 1.7 or later has): its row is left out"
+    EROFS=""
+elif [ -z "$EROFS" ]; then
+    EROFS_NOTE="mkfs.erofs is not on PATH (apt-get install erofs-utils): its row is left out"
+fi
+
+# The real distribution tree: an existing tar, or one made as .ci/run makes it.
+distro_tar() {
+    local vm=$ROOT/target/vm
+    if [ -n "${OCI2EXT4_VM_ROOTFS:-}" ] && [ -s "$OCI2EXT4_VM_ROOTFS" ]; then
+        echo "$OCI2EXT4_VM_ROOTFS"
+        return
+    fi
+    if [ ! -s "$vm/debian.tar" ]; then
+        is_root && command -v debootstrap >/dev/null ||
+            die "distro: no target/vm/debian.tar and no debootstrap (as root) to make one"
+        log "   making a Debian bookworm minbase tree with debootstrap"
+        mkdir -p "$vm"
+        rm -rf "$vm/rootfs"
+        debootstrap --variant=minbase --include=iputils-ping,libcap2-bin,acl bookworm \
+            "$vm/rootfs" http://deb.debian.org/debian >"$vm/debootstrap.log" 2>&1 ||
+            die "debootstrap failed; see $vm/debootstrap.log"
+        tar --xattrs --xattrs-include='*' --acls -C "$vm/rootfs" -cpf "$vm/debian.tar.tmp" .
+        mv "$vm/debian.tar.tmp" "$vm/debian.tar"
+        rm -rf "$vm/rootfs"
+    fi
+    echo "$vm/debian.tar"
+}
+
+# Measures the write speed of BENCH_DIR's disk: 1 GiB with dd, synced. Prints MB/s.
+disk_speed() {
+    local probe=$BENCH_DIR/disk-speed.probe t0 t1
+    sync
+    t0=$EPOCHREALTIME
+    dd if=/dev/zero of="$probe" bs=1M count=1024 conv=fsync status=none
+    t1=$EPOCHREALTIME
+    rm -f "$probe"
+    awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.0f", 1073.741824 / (b - a) }'
+}
 
 build_tools
 mkdir -p "$BENCH_DIR"
@@ -104,7 +155,8 @@ contents() {
     (cd "$1" && find . \( -path ./lost+found -prune \) -o -type f -print0 | sort -z | xargs -0 -r sha256sum)
 }
 
-# compare_mounted IMAGE REFDIR: loop-mounts IMAGE read-only and compares it with REFDIR.
+# compare_mounted IMAGE REFDIR: loop-mounts IMAGE read-only and compares it with REFDIR. (It
+# runs in a command substitution, whose exit the EXIT trap does not see: it unmounts itself.)
 compare_mounted() {
     local img=$1 ref=$2 n
     MNT=$WORK/mnt
@@ -114,12 +166,14 @@ compare_mounted() {
     listing "$MNT" >"$WORK/img.list"
     if ! diff "$WORK/ref.list" "$WORK/img.list" >"$WORK/list.diff"; then
         head -40 "$WORK/list.diff" >&2
+        umount "$MNT"
         die "$img differs from the unpacked tree $ref (entries)"
     fi
     contents "$ref" >"$WORK/ref.sums"
     contents "$MNT" >"$WORK/img.sums"
     if ! diff "$WORK/ref.sums" "$WORK/img.sums" >"$WORK/sums.diff"; then
         head -40 "$WORK/sums.diff" >&2
+        umount "$MNT"
         die "$img differs from the unpacked tree $ref (file contents)"
     fi
     umount "$MNT"
@@ -134,15 +188,20 @@ mib() { awk -v k="$1" 'BEGIN { printf "%.1f", k / 1024 }'; }
 # block_size_of IMAGE: its block size in bytes, from the superblock.
 block_size_of() { dumpe2fs -h "$1" 2>/dev/null | awk -F': *' '/^Block size/ { print $2 }'; }
 
+log "measuring the disk's write speed"
+DISK_MBS=$(disk_speed)
+log "   $DISK_MBS MB/s"
 REPORT=$BENCH_DIR/report.md
 {
     echo "## oci2ext4 compare ($(date -u +%Y-%m-%dT%H:%MZ))"
     echo
     machine
     echo "- repetitions: $REPS, alternating; SCALE=$SCALE; inputs warm in the page cache; \`sync\` before every run"
-    echo "- oci2ext4 and mkfs.ext4 sync the image before exiting; umoci, cat and tar2ext4 do not"
+    echo "- disk write speed: $DISK_MBS MB/s (dd of 1 GiB of zeros with fsync into BENCH_DIR, before the runs)"
+    echo "- oci2ext4 by default writes through the page cache and does not sync (like umoci, cat, tar2ext4 and mkfs.erofs); the \`--fsync\` rows make the image durable before exiting, as mkfs.ext4 does"
     echo "- tools: $(pigz --version 2>&1 | sed -n 1p), $(gzip --version | sed -n 1p), $(mkfs.ext4 -V 2>&1 | sed -n 1p)$([ "$ROOTLY" = 1 ] && echo ", $(umoci --version)")${TAR2EXT4:+, tar2ext4 at $TAR2EXT4}"
     [ -n "$TAR2EXT4" ] || echo "- tar2ext4 is not on PATH: its row is left out"
+    [ -z "$EROFS_NOTE" ] || echo "- $EROFS_NOTE"
     echo
 } >"$REPORT"
 
@@ -152,21 +211,28 @@ for img in $IMAGES; do
     OUT=$WORK/out
     rm -rf "$WORK"
     mkdir -p "$WORK/gen" "$TIMES" "$OUT"
-    log "== $img: generating (SCALE=$SCALE)"
-    "$GEN" "$img" "$WORK/gen" "$SCALE"
+    if [ "$img" = distro ]; then
+        src_tar=$(distro_tar)
+        log "== $img: $src_tar"
+        cp "$src_tar" "$WORK/gen/layer1.tar"
+    else
+        log "== $img: generating (SCALE=$SCALE)"
+        "$GEN" "$img" "$WORK/gen" "$SCALE"
+    fi
     mapfile -t tars < <(find "$WORK/gen" -name 'layer*.tar' | sort -V)
     make_layout "$WORK/oci" "${tars[@]}"
     mapfile -t blobs < <(layer_blobs "$WORK/oci")
     blob_bytes=$(cat "${blobs[@]}" | wc -c)
 
-    tools=(oci2ext4 pigz gzip)
+    tools=(oci2ext4 oci2ext4_fsync pigz gzip)
     if [ "$ROOTLY" = 1 ]; then
         log "   unpacking with umoci (the reference tree) and flattening it"
         umoci raw unpack --image "$WORK/oci:bench" "$WORK/ref" 2>"$WORK/umoci.err" ||
             { cat "$WORK/umoci.err" >&2; die "umoci raw unpack failed"; }
-        tar -C "$WORK/ref" --numeric-owner -cf "$WORK/flat.tar" .
-        tools+=(unpack_mkfs cat oci2ext4_flat)
+        tar -C "$WORK/ref" --format=posix --numeric-owner -cf "$WORK/flat.tar" .
+        tools+=(unpack_mkfs cat oci2ext4_flat oci2ext4_flat_fsync)
         [ -n "$TAR2EXT4" ] && tools+=(tar2ext4)
+        [ -n "$EROFS" ] && tools+=(erofs)
     fi
     sized=""
     ours_bs="?"
@@ -192,6 +258,15 @@ for img in $IMAGES; do
                 du -k "$OUT/ours.ext4" | cut -f1 >"$TIMES/oci2ext4.du"
                 cp --sparse=always "$OUT/ours.ext4" "$WORK/ours-last.ext4"
                 ;;
+            oci2ext4_fsync)
+                run_timed oci2ext4_fsync "$BIN" build "$WORK/oci:bench" -o "$OUT/ours.ext4" --quiet --fsync
+                fsck_clean "$OUT/ours.ext4"
+                ;;
+            oci2ext4_flat_fsync)
+                run_timed oci2ext4_flat_fsync "$BIN" build "$WORK/flat.tar" -o "$OUT/ours-flat.ext4" --quiet --fsync
+                fsck_clean "$OUT/ours-flat.ext4"
+                ;;
+            erofs) run_timed erofs "$EROFS" --tar=f "$OUT/erofs.img" "$WORK/flat.tar" >/dev/null ;;
             oci2ext4_flat)
                 run_timed oci2ext4_flat "$BIN" build "$WORK/flat.tar" -o "$OUT/ours-flat.ext4" --quiet
                 fsck_clean "$OUT/ours-flat.ext4"
@@ -252,6 +327,9 @@ for img in $IMAGES; do
         for tool in "${tools[@]}"; do
             case $tool in
             oci2ext4) label="\`oci2ext4 build\` (OCI layout)" ;;
+            oci2ext4_fsync) label="\`oci2ext4 build --fsync\` (OCI layout)" ;;
+            oci2ext4_flat_fsync) label="\`oci2ext4 build --fsync\` flat tar" ;;
+            erofs) label="\`mkfs.erofs --tar=f\` flat tar" ;;
             pigz) label="\`pigz -dc\` layers > /dev/null" ;;
             gzip) label="\`gzip -dc\` layers > /dev/null" ;;
             unpack_mkfs) label="\`umoci raw unpack\` + \`mkfs.ext4 -d\`$mkfs_note" ;;
@@ -264,6 +342,9 @@ for img in $IMAGES; do
             [ -f "$TIMES/$tool.du" ] && du_col=$(mib "$(cat "$TIMES/$tool.du")")
             echo "| $label | $(fmt "$w") | $(ratio "$w" "$pigz_s") | $(ratio "$w" "$cat_s") | $(mib "$(rss_of "$tool")") | $du_col | $(runs_of "$tool") |"
         done
+        echo
+        img_mb=$(awk -v k="$(cat "$TIMES/oci2ext4.du")" 'BEGIN { printf "%.0f", k * 1.024 / 1000 }')
+        echo "Disk: $DISK_MBS MB/s measured; the image's $img_mb MB on disk take $(awk -v m="$img_mb" -v s="$DISK_MBS" 'BEGIN { printf "%.2f", m / s }') s at that speed, so rows near that time are disk-bound."
         echo
         if [ -f "$TIMES/unpack_mkfs" ]; then
             echo "oci2ext4 build is $(ratio "$(wall_of unpack_mkfs)" "$(wall_of oci2ext4)") times as fast as unpack + mkfs.ext4 -d; every oci2ext4 image passed e2fsck -fn$verified.$blocks_note"

@@ -121,9 +121,12 @@ fn scratch() -> tempfile::TempDir {
         .expect("scratch directory")
 }
 
-/// Builds an image from one layer file, as `oci2ext4 build --layer FILE` does.
+/// Builds an image from one layer file, as `oci2ext4 build --fsync --layer FILE` does (synced,
+/// as the floor is).
 fn build(layer: &Path, out: &Path) {
-    let mut image = ImageBuilder::create(out, BuildOptions::default()).unwrap();
+    let mut opts = BuildOptions::default();
+    opts.fsync = true;
+    let mut image = ImageBuilder::create(out, opts).unwrap();
     apply_layers(&mut image, vec![file_layer(layer)], &mut NoProgress).unwrap();
     image.finish().unwrap();
 }

@@ -4,7 +4,8 @@
 //! - `100k_files_4kib`: 100,000 files of 4 KiB in directories of 1,000 (throughput in files/s).
 //!
 //! The floor, `copy_floor`, writes the same bytes into one file the way `cat` does (128 KiB
-//! reads and writes) and syncs it, as `ImageBuilder::finish` syncs the image. Data comes from an
+//! reads and writes) and syncs it, as `ImageBuilder::finish` syncs the image with
+//! [`BuildOptions::fsync`], which the library runs here use. Data comes from an
 //! 8 MiB non-zero pattern made before timing starts (all-zero blocks would become holes).
 //! Outputs go to `BENCH_DIR`, else `target/bench-tmp`; each is deleted outside the timing.
 //!
@@ -16,6 +17,13 @@ use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
 use oci2ext4::{BuildOptions, ImageBuilder, Metadata, Timestamp};
+
+/// The options of the timed builds: synced, as the floor is.
+fn durable() -> BuildOptions {
+    let mut o = BuildOptions::default();
+    o.fsync = true;
+    o
+}
 
 use common::{bench_dir, cat_to_file, group, pattern, PoolReader};
 
@@ -48,8 +56,7 @@ fn large_files(c: &mut Criterion) {
             scratch,
             |dir| {
                 let mut image =
-                    ImageBuilder::create(dir.path().join("img.ext4"), BuildOptions::default())
-                        .unwrap();
+                    ImageBuilder::create(dir.path().join("img.ext4"), durable()).unwrap();
                 for i in 0..BIG_FILES {
                     let size = GIB / BIG_FILES;
                     let mut r = PoolReader::new(&pool, (i as usize) * 4096 * 37, size);
@@ -90,8 +97,7 @@ fn small_files(c: &mut Criterion) {
             scratch,
             |dir| {
                 let mut image =
-                    ImageBuilder::create(dir.path().join("img.ext4"), BuildOptions::default())
-                        .unwrap();
+                    ImageBuilder::create(dir.path().join("img.ext4"), durable()).unwrap();
                 for i in 0..SMALL_FILES {
                     let mut r = PoolReader::new(&pool, (i * SMALL_SIZE) as usize, SMALL_SIZE);
                     image

@@ -58,6 +58,7 @@ fn layer_input(d: &Descriptor) -> oci2ext4::Result<LayerInput> {
         report_digests: false,
         expanded_size: None,
         blob_verified: false,
+        file: None,
     })
 }
 

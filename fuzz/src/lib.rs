@@ -74,6 +74,7 @@ pub(crate) fn memory_layer(name: &str, data: Vec<u8>) -> LayerInput {
         report_digests: false,
         expanded_size: None,
         blob_verified: false,
+        file: None,
     }
 }
 

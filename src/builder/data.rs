@@ -5,6 +5,7 @@
 
 use std::fs::File;
 use std::io::{self, Read};
+use std::os::unix::fs::FileExt;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
@@ -35,6 +36,31 @@ pub fn is_zero(block: &[u8]) -> bool {
         .all(|c| c.iter().fold(0u8, |acc, &b| acc | b) == 0)
 }
 
+/// What the data phase leaves behind.
+pub struct DataDone {
+    /// The allocator, with blocks taken but not used given back.
+    pub alloc: BlockAllocator,
+    /// crc32c of every data byte written, in order.
+    pub crc: u32,
+    /// Bytes of [`FileSession::copy_from_file`] the kernel copied.
+    pub kernel_copied: u64,
+    /// Bytes of [`FileSession::copy_from_file`] copied through user space because the kernel
+    /// refused.
+    pub read_copied: u64,
+}
+
+/// How file data is written.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Writes {
+    /// Bypass the page cache (`O_DIRECT`) where the filesystem allows it.
+    pub direct: bool,
+    /// Let the kernel copy the data of [`FileSession::copy_from_file`] (`copy_file_range`).
+    pub kernel_copy: bool,
+}
+
+/// Bytes of a source file looked at in one go by [`FileSession::copy_from_file`].
+const SCAN: usize = 512 << 10;
+
 /// Writes file data into the image.
 pub struct DataWriter {
     alloc: BlockAllocator,
@@ -57,13 +83,17 @@ pub struct DataWriter {
     /// Most file bytes taken in before the build stops (a decompression bomb of zeros takes no
     /// blocks, but still takes time).
     max_taken: u64,
+    /// Where [`FileSession::copy_from_file`] looks for blocks of zeros.
+    scan: Vec<u8>,
+    /// How the data is written.
+    writes: Writes,
 }
 
 impl DataWriter {
     /// A writer into `file` that takes blocks from `alloc` (of its block size) and buffers `buffer` bytes while
     /// another buffer of that size is being written. `limit_reason` completes "the image would
     /// grow past ..." when the allocator's limit is reached; `max_taken` bounds the file bytes
-    /// read.
+    /// read. `writes` says how the data is written.
     pub fn new(
         file: &File,
         alloc: BlockAllocator,
@@ -71,10 +101,11 @@ impl DataWriter {
         cancel: Option<Arc<AtomicBool>>,
         limit_reason: String,
         max_taken: u64,
+        writes: Writes,
     ) -> Result<Self> {
         let bs = alloc.block_size().bytes();
         let buffer = buffer.max(64 << 10) / bs * bs;
-        let mut writer = BackgroundWriter::start(file, 2, buffer)?;
+        let mut writer = BackgroundWriter::start(file, 2, buffer, writes.direct)?;
         let buf = writer.take_buffer()?;
         Ok(DataWriter {
             alloc,
@@ -90,6 +121,8 @@ impl DataWriter {
             limit_reason,
             taken: 0,
             max_taken,
+            scan: Vec::new(),
+            writes,
         })
     }
 
@@ -118,13 +151,18 @@ impl DataWriter {
     }
 
     /// Ends the data phase: waits for every write and returns the allocator, with blocks taken
-    /// but not used given back, and a crc32c of every data byte written, in order: a cheap
-    /// fingerprint of the content.
-    pub fn into_allocator(mut self) -> Result<(BlockAllocator, u32)> {
+    /// but not used given back, a crc32c of every data byte written, in order (a cheap
+    /// fingerprint of the content), and what the copies from files did.
+    pub fn finish(mut self) -> Result<DataDone> {
         self.flush_committed()?;
         self.alloc.give_back(self.run_next, self.run_end);
-        let (crc, _direct) = self.writer.finish()?;
-        Ok((self.alloc, crc))
+        let done = self.writer.finish()?;
+        Ok(DataDone {
+            alloc: self.alloc,
+            crc: done.crc,
+            kernel_copied: done.kernel_copied,
+            read_copied: done.read_copied,
+        })
     }
 
     /// Hands the committed bytes to the writer and carries the unplaced ones over to a fresh
@@ -161,10 +199,40 @@ impl DataWriter {
         Ok(b)
     }
 
+    /// Counts `n` more file bytes taken in, failing past the limit.
+    fn take(&mut self, n: u64) -> Result<()> {
+        self.taken += n;
+        if self.taken > self.max_taken {
+            return Err(Error::limit(format!(
+                "more than {} bytes of file data (the maximum image size); stopping",
+                self.max_taken
+            )));
+        }
+        Ok(())
+    }
+
     fn cancelled(&self) -> bool {
         self.cancel
             .as_ref()
             .is_some_and(|c| c.load(Ordering::Relaxed))
+    }
+}
+
+/// A range of a file, read with positioned reads.
+struct FileRange<'a> {
+    file: &'a File,
+    at: u64,
+    end: u64,
+}
+
+impl Read for FileRange<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let want = usize::try_from(self.end - self.at)
+            .unwrap_or(usize::MAX)
+            .min(buf.len());
+        let n = self.file.read_at(&mut buf[..want], self.at)?;
+        self.at += n as u64;
+        Ok(n)
     }
 }
 
@@ -211,23 +279,28 @@ impl FileSession<'_> {
                 self.w.buf_start = b;
             }
             self.w.committed += bs;
-            match self.extents.last_mut() {
-                Some(e)
-                    if u64::from(e.ee_block) + u64::from(e.len()) == self.block
-                        && e.ee_start + u64::from(e.len()) == b
-                        && e.len() < EXT_INIT_MAX_LEN =>
-                {
-                    e.ee_len += 1;
-                }
-                _ => self.extents.push(Extent {
-                    ee_block: self.block as u32,
-                    ee_len: 1,
-                    ee_start: b,
-                }),
-            }
-            self.block += 1;
+            self.record(b);
         }
         Ok(())
+    }
+
+    /// Maps the current logical block to image block `b`, and moves on to the next.
+    fn record(&mut self, b: u64) {
+        match self.extents.last_mut() {
+            Some(e)
+                if u64::from(e.ee_block) + u64::from(e.len()) == self.block
+                    && e.ee_start + u64::from(e.len()) == b
+                    && e.len() < EXT_INIT_MAX_LEN =>
+            {
+                e.ee_len += 1;
+            }
+            _ => self.extents.push(Extent {
+                ee_block: self.block as u32,
+                ee_len: 1,
+                ee_start: b,
+            }),
+        }
+        self.block += 1;
     }
 
     /// Makes room for at least `need` more bytes in the buffer.
@@ -262,16 +335,116 @@ impl FileSession<'_> {
             };
             self.w.filled += got;
             copied += got as u64;
-            self.w.taken += got as u64;
-            if self.w.taken > self.w.max_taken {
-                return Err(Error::limit(format!(
-                    "more than {} bytes of file data (the maximum image size); stopping",
-                    self.w.max_taken
-                )));
-            }
+            self.w.take(got as u64)?;
             self.place_whole_blocks()?;
         }
         Ok(copied)
+    }
+
+    /// Copies `len` bytes of `src` from byte `offset` on; the image is the same as
+    /// [`FileSession::copy`] makes of the same bytes. A source shorter than `offset + len` is an
+    /// error. The bytes are read with positioned reads, unless the writer was made with
+    /// [`Writes::kernel_copy`]: then the whole blocks are only looked at for zeros (which
+    /// become holes, as in [`FileSession::copy`]), and the others are copied into the image by
+    /// the kernel (`copy_file_range`), or read and written back where it refuses.
+    pub fn copy_from_file(&mut self, src: &Arc<File>, offset: u64, len: u64) -> Result<()> {
+        let bs = self.w.bs;
+        let whole = if !self.w.writes.kernel_copy || self.w.writes.direct {
+            // Read like any other stream (the kernel's copy goes through the page cache, so it
+            // is not for data that bypasses it).
+            0
+        } else if self.w.filled == self.w.committed {
+            len / bs as u64 * bs as u64
+        } else {
+            // Not at a block boundary (after a jump inside a block): read it all.
+            0
+        };
+        if whole > 0 {
+            // What is in the buffer goes first.
+            self.w.flush_committed()?;
+            let mut scan = std::mem::take(&mut self.w.scan);
+            scan.resize(SCAN, 0);
+            let result = self.scan_and_copy(src, offset, whole, &mut scan);
+            self.w.scan = scan;
+            result?;
+        }
+        let mut rest = FileRange {
+            file: src,
+            at: offset + whole,
+            end: offset + len,
+        };
+        let n = self.copy(&mut rest, Some(len - whole))?;
+        if n < len - whole {
+            return Err(Error::corrupt(format!(
+                "the source ends at byte {}, before the {len} bytes from byte {offset}",
+                offset + whole + n
+            )));
+        }
+        Ok(())
+    }
+
+    /// The whole blocks of [`FileSession::copy_from_file`].
+    fn scan_and_copy(
+        &mut self,
+        src: &Arc<File>,
+        offset: u64,
+        len: u64,
+        scan: &mut [u8],
+    ) -> Result<()> {
+        let bs = self.w.bs;
+        let mut done = 0u64;
+        while done < len {
+            if self.w.cancelled() {
+                return Err(Error::new(ErrorKind::Cancelled, "build cancelled"));
+            }
+            let n = usize::try_from(len - done)
+                .unwrap_or(usize::MAX)
+                .min(scan.len());
+            let chunk = &mut scan[..n];
+            src.read_exact_at(chunk, offset + done).map_err(|e| {
+                if e.kind() == io::ErrorKind::UnexpectedEof {
+                    Error::corrupt(format!(
+                        "the source ends before the {len} bytes from byte {offset}"
+                    ))
+                } else {
+                    Error::io("cannot read the source", e)
+                }
+            })?;
+            self.w.take(n as u64)?;
+            // A run of blocks that follow each other both in the source and in the image.
+            let mut run: Option<(u64, u64, u64, u32)> = None; // from, to, len, crc
+            for (i, block) in chunk.chunks(bs).enumerate() {
+                let from = offset + done + (i * bs) as u64;
+                if is_zero(block) {
+                    self.block += 1;
+                    continue;
+                }
+                if self.block >= MAX_FILE_BLOCKS {
+                    return Err(too_large(bs));
+                }
+                let left = (len - done) / bs as u64 - i as u64;
+                let b = self.w.next_block(left)?;
+                let to = b * bs as u64;
+                match &mut run {
+                    Some((f, t, l, crc)) if *f + *l == from && *t + *l == to => {
+                        *l += bs as u64;
+                        *crc = crc32c::crc32c_append(*crc, block);
+                    }
+                    _ => {
+                        if let Some((f, t, l, crc)) = run.take() {
+                            self.w.writer.copy(src.clone(), f, t, l, crc)?;
+                        }
+                        run = Some((from, to, bs as u64, crc32c::crc32c(block)));
+                    }
+                }
+                self.record(b);
+            }
+            if let Some((f, t, l, crc)) = run {
+                self.w.writer.copy(src.clone(), f, t, l, crc)?;
+            }
+            done += n as u64;
+        }
+        Ok(())
     }
 
     /// Appends `n` zero bytes without reading them: a hole where whole blocks are skipped.
@@ -353,6 +526,7 @@ mod tests {
             None,
             "the limit".into(),
             u64::MAX,
+            Writes::default(),
         )
         .unwrap();
         (w, file)
@@ -382,7 +556,7 @@ mod tests {
         let mut s = w.begin();
         assert_eq!(s.copy(&mut &data[..], None).unwrap(), data.len() as u64);
         let extents = s.finish(data.len() as u64).unwrap();
-        w.into_allocator().unwrap();
+        w.finish().unwrap();
         // Blocks 0, 3 and 5 hold data; 1, 2 and 4 are holes.
         assert_eq!(extents.len(), 3);
         assert_eq!(
@@ -408,7 +582,7 @@ mod tests {
         let mut s = w.begin();
         s.copy(&mut &small[..], None).unwrap();
         let e2 = s.finish(5).unwrap();
-        w.into_allocator().unwrap();
+        w.finish().unwrap();
         assert_eq!(e1.len(), 1);
         assert_eq!(e2[0].ee_start, e1[0].ee_start + u64::from(e1[0].len()));
         assert_eq!(read_back(&file, &e1, big.len() as u64), big);
@@ -425,7 +599,7 @@ mod tests {
         s.copy(&mut &[9u8; 10][..], None).unwrap();
         let size = 20 * BS as u64;
         let extents = s.finish(size).unwrap();
-        w.into_allocator().unwrap();
+        w.finish().unwrap();
         assert_eq!(
             extents.iter().map(|e| e.ee_block).collect::<Vec<_>>(),
             [0, 10]
@@ -456,6 +630,7 @@ mod tests {
             None,
             "the limit".into(),
             u64::MAX,
+            Writes::default(),
         )
         .unwrap();
         let mut s = w.begin();

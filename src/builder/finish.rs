@@ -991,6 +991,8 @@ pub(crate) fn finish(
         data_bytes: 0,
         entries: 0,
         verity,
+        kernel_copied_bytes: 0,
+        read_copied_bytes: 0,
     })
 }
 

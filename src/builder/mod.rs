@@ -77,6 +77,12 @@ pub struct Summary {
     /// The dm-verity hash tree appended after the filesystem, if asked for
     /// ([`BuildOptions::verity`]); `image_bytes` is then the filesystem's part.
     pub verity: Option<crate::verity::VerityInfo>,
+    /// Bytes of file data copied into the image by the kernel (`copy_file_range`) from an
+    /// uncompressed tar in a regular file, instead of being read and written here.
+    pub kernel_copied_bytes: u64,
+    /// Bytes of file data that were to be copied by the kernel but were read and written
+    /// here because it refused (another filesystem, say).
+    pub read_copied_bytes: u64,
 }
 
 /// Builds one ext4 image. Entries can come in any order; a later entry for a path replaces the
@@ -182,6 +188,10 @@ impl ImageBuilder {
             opts.cancel.clone(),
             limit_reason,
             opts.limits.max_size,
+            data::Writes {
+                direct: opts.fsync,
+                kernel_copy: opts.kernel_copy,
+            },
         )?;
         let implicit = attrs_at(0o755, opts.time);
         Ok(ImageBuilder {
@@ -599,7 +609,8 @@ impl ImageBuilder {
         self.discard_freed()
     }
 
-    /// Writes the metadata, syncs and moves the image into place.
+    /// Writes the metadata and moves the image into place; with [`BuildOptions::fsync`], makes
+    /// it durable first.
     pub fn finish(self) -> Result<Summary> {
         self.check_cancel()?;
         let ImageBuilder {
@@ -627,12 +638,14 @@ impl ImageBuilder {
                     ))
                 }
             };
-            let (alloc, crc) = data.into_allocator()?;
+            let done = data.finish()?;
             let file = output.file();
-            let mut summary = finish::finish(&tree, file, alloc, &opts, crc, lost_found)?;
+            let mut summary = finish::finish(&tree, file, done.alloc, &opts, done.crc, lost_found)?;
             summary.data_bytes = data_bytes;
+            summary.kernel_copied_bytes = done.kernel_copied;
+            summary.read_copied_bytes = done.read_copied;
             summary.entries = entries;
-            output.commit()?;
+            output.commit(opts.fsync)?;
             Ok(summary)
         };
         run().map_err(|e| e.with_source(dest))

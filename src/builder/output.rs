@@ -1,5 +1,5 @@
 //! The output file: created under a temporary name beside the destination, renamed over it only
-//! when the image is complete and synced, removed on any failure. The file gets mode 0666 less
+//! when the image is complete (and, when asked, synced), removed on any failure. The file gets mode 0666 less
 //! the umask, as any file a build tool creates. An existing regular file at the destination is
 //! replaced; a symbolic link there is replaced by the image, not followed; anything else
 //! (a directory, a device, a FIFO, a socket) is refused before any work.
@@ -63,12 +63,16 @@ impl Output {
         self.temp.path()
     }
 
-    /// Syncs the file and renames it over the destination.
-    pub fn commit(self) -> Result<()> {
-        self.temp
-            .as_file()
-            .sync_all()
-            .map_err(|e| Error::io("cannot sync the image", e))?;
+    /// Renames the file over the destination. With `durable`, first syncs its data and
+    /// metadata, and afterwards the directory that holds the new name, so that the image is
+    /// there, whole, after a power loss; without, the kernel writes both out in its own time.
+    pub fn commit(self, durable: bool) -> Result<()> {
+        if durable {
+            self.temp
+                .as_file()
+                .sync_all()
+                .map_err(|e| Error::io("cannot sync the image", e))?;
+        }
         let dest = self.dest;
         self.temp.persist(&dest).map_err(|e| {
             Error::io(
@@ -76,6 +80,9 @@ impl Output {
                 e.error,
             )
         })?;
+        if durable {
+            sync_dir(&dest)?;
+        }
         Ok(())
     }
 }
@@ -161,6 +168,17 @@ pub fn check_destination(dest: &Path, inputs: &[&Path]) -> Result<()> {
     Ok(())
 }
 
+/// Syncs the directory that holds `path`, so that a rename into it survives a power loss.
+fn sync_dir(path: &Path) -> Result<()> {
+    let dir = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|e| Error::io(format!("cannot sync the directory {}", dir.display()), e))
+}
+
 /// Gathers writes to consecutive blocks into large runs for the background writer.
 pub struct BlockSink {
     writer: BackgroundWriter,
@@ -174,7 +192,7 @@ pub struct BlockSink {
 impl BlockSink {
     /// A sink writing `bs` blocks to `file` in runs of up to `cap` bytes.
     pub fn new(file: &File, bs: BlockSize, cap: usize) -> Result<Self> {
-        let mut writer = BackgroundWriter::start(file, 2, cap)?;
+        let mut writer = BackgroundWriter::start(file, 2, cap, false)?;
         let buf = writer.take_buffer()?;
         Ok(BlockSink {
             writer,

@@ -155,6 +155,9 @@ pub struct ImageArgs {
         requires = "verity"
     )]
     pub verity_device: String,
+    /// Make the image durable before exiting: sync its data, rename it, sync its directory.
+    #[arg(long)]
+    pub fsync: bool,
     /// Stop when the image would grow past this size (e.g. 100G).
     #[arg(long, value_parser = units::parse_size, default_value = "1T")]
     pub max_size: u64,
@@ -335,6 +338,7 @@ pub fn build_options(args: &ImageArgs) -> Result<BuildOptions, Failure> {
         v.superblock = args.verity_superblock;
         opts.verity = Some(v);
     }
+    opts.fsync = args.fsync;
     opts.limits.max_size = args.max_size;
     if let Ok(epoch) = std::env::var("SOURCE_DATE_EPOCH") {
         let sec: i64 = epoch.trim().parse().map_err(|_| {

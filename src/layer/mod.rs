@@ -16,13 +16,14 @@
 //! even if a whiteout of that symlink comes later in the same layer (knowing that would take
 //! reading the layer twice).
 
+mod in_place;
 mod stack;
 
 use std::io::Read;
 
 pub use stack::{apply_layers, LayerInput, LayerReport, NoProgress, Progress};
 
-use crate::builder::ImageBuilder;
+use crate::builder::{FileSession, ImageBuilder};
 use crate::entry::{Metadata, Special, Xattr};
 use crate::error::{show_path, Error, Result};
 use crate::tar::{Entry, EntryKind, TarReader};
@@ -129,8 +130,22 @@ fn metadata(entry: &Entry, warnings: &mut Vec<String>) -> Metadata {
 /// Applies one layer from `tar` to `builder`. Returns the layer's counts and the reader, so the
 /// caller can read what follows the end of the archive (for digests).
 pub fn apply_layer<R: Read>(builder: &mut ImageBuilder, tar: R) -> Result<(LayerStats, R)> {
-    builder.begin_layer();
     let mut reader = TarReader::new(tar);
+    let stats = apply_entries(builder, &mut reader, &mut |_, _, _| Ok(false))?;
+    Ok((stats, reader.into_inner()))
+}
+
+/// Copies a regular file's data (of the size given) in some other way than reading it from
+/// the tar stream; false when it did not, and the data is to be read.
+type InPlace<'a, R> = dyn FnMut(&mut TarReader<R>, &mut FileSession<'_>, u64) -> Result<bool> + 'a;
+
+/// Applies every entry of `reader`, ending the layer.
+fn apply_entries<R: Read>(
+    builder: &mut ImageBuilder,
+    reader: &mut TarReader<R>,
+    in_place: &mut InPlace<'_, R>,
+) -> Result<LayerStats> {
+    builder.begin_layer();
     let mut stats = LayerStats::default();
     let mut pending_links: Vec<(Vec<u8>, Vec<u8>)> = Vec::new();
     let mut warnings = Vec::new();
@@ -139,11 +154,12 @@ pub fn apply_layer<R: Read>(builder: &mut ImageBuilder, tar: R) -> Result<(Layer
         stats.entries += 1;
         let result = apply_entry(
             builder,
-            &mut reader,
+            reader,
             &entry,
             &mut stats,
             &mut pending_links,
             &mut warnings,
+            in_place,
         );
         result.map_err(|e| e.with_entry(show_path(&entry.path)))?;
         for w in warnings.drain(..) {
@@ -167,7 +183,7 @@ pub fn apply_layer<R: Read>(builder: &mut ImageBuilder, tar: R) -> Result<(Layer
     }
     builder.end_layer()?;
     stats.tar_bytes = reader.position();
-    Ok((stats, reader.into_inner()))
+    Ok(stats)
 }
 
 fn apply_entry<R: Read>(
@@ -177,6 +193,7 @@ fn apply_entry<R: Read>(
     stats: &mut LayerStats,
     pending_links: &mut Vec<(Vec<u8>, Vec<u8>)>,
     warnings: &mut Vec<String>,
+    in_place: &mut InPlace<'_, R>,
 ) -> Result<()> {
     match classify(&entry.path)? {
         Name::Opaque { dir } => {
@@ -196,11 +213,11 @@ fn apply_entry<R: Read>(
         EntryKind::File => {
             let size = entry.size;
             let sparse = entry.sparse.clone();
-            let mut data = reader.data();
             builder.add_file_with(&entry.path, meta, |w| {
                 match &sparse {
+                    None if in_place(reader, w, size)? => {}
                     None => {
-                        let n = w.copy(&mut data, Some(size))?;
+                        let n = w.copy(&mut reader.data(), Some(size))?;
                         if n != size {
                             return Err(Error::corrupt(format!(
                                 "entry data ends after {n} of {size} bytes"
@@ -208,6 +225,7 @@ fn apply_entry<R: Read>(
                         }
                     }
                     Some(map) => {
+                        let mut data = reader.data();
                         for &(offset, len) in map {
                             w.skip_to(offset)?;
                             let n = w.copy(&mut data, Some(len))?;

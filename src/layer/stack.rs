@@ -3,7 +3,7 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
-use super::{apply_layer, LayerStats};
+use super::{apply_layer, in_place, LayerStats};
 use crate::builder::ImageBuilder;
 use crate::error::{Error, ErrorKind, Result};
 use crate::source::compression::Compression;
@@ -31,6 +31,10 @@ pub struct LayerInput {
     /// the bytes do not match (a blob downloading into the cache), so the blob is not hashed a
     /// second time here; the report gives `blob_digest` as checked.
     pub blob_verified: bool,
+    /// The blob as a regular file, when it is one. When no digest is to be computed and the
+    /// file holds an uncompressed tar, it is applied in place: file data is copied from it
+    /// by the kernel instead of being read through the stream.
+    pub file: Option<std::path::PathBuf>,
 }
 
 /// What applying one layer found.
@@ -122,6 +126,39 @@ fn blob_matches(open: &Opener, expected: &Digest) -> bool {
     r.finish().0 == *expected
 }
 
+/// Applies the layer in `file` in place when it is an uncompressed tar in a regular file;
+/// `None` when it is not.
+fn apply_in_place(
+    builder: &mut ImageBuilder,
+    file: Option<&std::path::Path>,
+    name: &str,
+) -> Result<Option<LayerReport>> {
+    let mut run = || -> Result<Option<LayerReport>> {
+        let Some(plain) = file.map(in_place::open_plain).transpose()?.flatten() else {
+            return Ok(None);
+        };
+        let (stats, trailing) = in_place::apply_file(builder, plain)?;
+        if trailing > 0 {
+            builder.warn(format!(
+                "{name}: {trailing} non-zero bytes after the end of the archive were not read"
+            ));
+        }
+        let size = file
+            .and_then(|f| std::fs::metadata(f).ok())
+            .map_or(stats.tar_bytes, |m| m.len());
+        Ok(Some(LayerReport {
+            name: name.to_string(),
+            blob_digest: None,
+            blob_size: size,
+            diff_id: None,
+            diff_size: size,
+            compression: Compression::None,
+            stats,
+        }))
+    };
+    run().map_err(|e| e.with_layer(name))
+}
+
 /// Applies `layers` to `builder` in order. Each layer's blob is decompressed and hashed on its
 /// own thread while its entries are applied here; the digests are checked once the whole blob
 /// (trailing bytes included) has been read.
@@ -142,12 +179,21 @@ pub fn apply_layers(
             report_digests,
             blob_verified,
             expanded_size: _,
+            file,
         } = layer;
         let hashing = Hashing {
             blob: report_digests || (blob_digest.is_some() && !blob_verified),
             diff: report_digests || diff_id.is_some(),
         };
         progress.layer_started(index, &name, size);
+        if !hashing.blob && !hashing.diff {
+            if let Some(report) = apply_in_place(builder, file.as_deref(), &name)? {
+                progress.layer_progress(index, report.blob_size);
+                progress.layer_finished(index, &report);
+                reports.push(report);
+                continue;
+            }
+        }
         let count = Arc::new(AtomicU64::new(0));
         let counter = count.clone();
         let inner = open.clone();

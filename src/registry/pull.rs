@@ -250,6 +250,7 @@ impl Puller {
                 report_digests: false,
                 // A download checks its digest before its stream ends; a cached blob is hashed here.
                 blob_verified: !slot.cached(),
+                file: None,
             })
         })?;
         if self.options.offline {

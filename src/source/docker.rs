@@ -115,6 +115,7 @@ impl Archive {
                 expanded_size,
                 report_digests: false,
                 blob_verified: false,
+                file: None,
             });
         }
         Ok(Image {

@@ -61,6 +61,7 @@ pub fn file_layer(path: &Path) -> LayerInput {
         expanded_size: compression::expanded_size_of(path),
         report_digests: false,
         blob_verified: false,
+        file: size.is_some().then(|| path.to_path_buf()),
     }
 }
 
@@ -356,6 +357,7 @@ fn from_stream(
                 expanded_size: None,
                 report_digests: false,
                 blob_verified: false,
+                file: None,
             };
             rootfs_plan(vec![layer], reference)
         }

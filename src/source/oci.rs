@@ -483,6 +483,7 @@ impl Layout {
             expanded_size,
             report_digests: false,
             blob_verified: false,
+            file: None,
         })
     }
 

@@ -1,0 +1,227 @@
+//! How the image reaches the disk: the ways file data of an uncompressed tar in a regular file
+//! is moved (read through the layer stream, read in place, copied by the kernel, and the
+//! kernel refusing), all giving the same image bytes; `--fsync` through the library and the
+//! command line; and a source that ends early.
+
+mod common;
+
+use std::fs;
+use std::path::Path;
+use std::process::Command;
+
+use common::tars::{Attrs, TarGen};
+use common::{check_image, scratch, skip, Check, Rng};
+use oci2ext4::layer::{apply_layers, NoProgress};
+use oci2ext4::source::file_layer;
+use oci2ext4::{BlockSize, BuildOptions, ImageBuilder, Summary};
+
+/// Bytes that never hold a whole zero block.
+fn busy(len: usize, seed: u64) -> Vec<u8> {
+    let mut rng = Rng::new(seed);
+    (0..len).map(|_| (rng.next() % 255) as u8 + 1).collect()
+}
+
+/// Writes a tar whose files exercise every case of the in-place copy: small files read from
+/// the buffer, large ones with aligned and unaligned runs of zeros, one of zeros only, sizes on
+/// and off block boundaries. Returns its model.
+fn write_tar(path: &Path) -> common::model::Model {
+    let mut g = TarGen::new(fs::File::create(path).unwrap());
+    g.dir("data", Attrs::new(0o755));
+    g.file("data/small.txt", Attrs::new(0o644), b"small\n");
+    g.file("data/edge-64k", Attrs::new(0o644), &busy(64 << 10, 1));
+    let mut holes = busy(3 << 20, 2);
+    // Zeros on 4 KiB boundaries (holes at any block size), then zeros across boundaries.
+    holes[64 << 10..192 << 10].fill(0);
+    holes[(1 << 20) + 100..(1 << 20) + 9000].fill(0);
+    holes[(2 << 20) - 4096..(2 << 20) + 4096].fill(0);
+    g.file("data/holes.bin", Attrs::new(0o600), &holes);
+    g.file("data/zeros", Attrs::new(0o644), &vec![0u8; 300 << 10]);
+    g.file("data/blocks-exact", Attrs::new(0o644), &busy(256 << 10, 3));
+    g.file(
+        "data/odd-tail",
+        Attrs::new(0o755),
+        &busy((200 << 10) + 1, 4),
+    );
+    g.hardlink("data/link", "data/odd-tail");
+    g.symlink("data/sym", Attrs::new(0o777), b"holes.bin");
+    for i in 0..50 {
+        g.file(
+            &format!("data/many/{i:02}"),
+            Attrs::new(0o644),
+            &busy(1000 + i * 97, 10 + i as u64),
+        );
+    }
+    g.file("last", Attrs::new(0o644), &busy(100 << 10, 5));
+    g.finish().1
+}
+
+/// Builds the tar at `tar` into `image`, through the layer stream when `stream`, else in place.
+fn build(tar: &Path, image: &Path, opts: BuildOptions, stream: bool) -> Summary {
+    let mut layer = file_layer(tar);
+    if stream {
+        layer.file = None;
+    }
+    let mut b = ImageBuilder::create(image, opts).unwrap();
+    apply_layers(&mut b, vec![layer], &mut NoProgress).unwrap();
+    b.finish().unwrap()
+}
+
+fn opts(bs: BlockSize, kernel_copy: bool, fsync: bool) -> BuildOptions {
+    let mut o = BuildOptions::default();
+    o.block_size = bs;
+    o.kernel_copy = kernel_copy;
+    o.fsync = fsync;
+    o
+}
+
+#[test]
+fn every_copy_path_gives_the_same_image() {
+    let dir = scratch();
+    let tar = dir.path().join("in.tar");
+    let model = write_tar(&tar);
+    for bs in [BlockSize::K4, BlockSize::K1] {
+        let n = bs.bytes();
+        let streamed = dir.path().join(format!("streamed-{n}.ext4"));
+        build(&tar, &streamed, opts(bs, false, false), true);
+        // Read before any check mounts it read-write.
+        let want = fs::read(&streamed).unwrap();
+        check_image(&streamed, &model.tree, Check::default());
+
+        let read = dir.path().join(format!("read-{n}.ext4"));
+        let s = build(&tar, &read, opts(bs, false, false), false);
+        assert_eq!(s.kernel_copied_bytes + s.read_copied_bytes, 0);
+        assert!(
+            fs::read(&read).unwrap() == want,
+            "in-place reads differ ({n})"
+        );
+
+        let kernel = dir.path().join(format!("kernel-{n}.ext4"));
+        let s = build(&tar, &kernel, opts(bs, true, false), false);
+        eprintln!(
+            "{n}-byte blocks: kernel copied {} bytes, {} read back",
+            s.kernel_copied_bytes, s.read_copied_bytes
+        );
+        // Every whole non-zero block of files of 64 KiB and more goes through a copy job: all
+        // of them but the zeros of holes.bin (128 KiB, 8 KiB, and of the run across block
+        // boundaries the blocks it covers whole) and the last byte of odd-tail.
+        let across = if n == 4096 { 4096 } else { 7 << 10 };
+        let expected = [64 << 10, 3 << 20, 256 << 10, 200 << 10, 100 << 10]
+            .iter()
+            .sum::<u64>()
+            - (128 << 10)
+            - 8192
+            - across;
+        assert_eq!(s.kernel_copied_bytes + s.read_copied_bytes, expected);
+        assert_eq!(
+            s.read_copied_bytes, 0,
+            "the kernel refused on one filesystem"
+        );
+        assert!(
+            fs::read(&kernel).unwrap() == want,
+            "kernel copies differ ({n})"
+        );
+        check_image(&kernel, &model.tree, Check::default());
+
+        // Durable: the data bypasses the page cache, so the kernel does not copy it.
+        let durable = dir.path().join(format!("durable-{n}.ext4"));
+        let s = build(&tar, &durable, opts(bs, true, true), false);
+        assert_eq!(s.kernel_copied_bytes + s.read_copied_bytes, 0);
+        assert!(
+            fs::read(&durable).unwrap() == want,
+            "--fsync image differs ({n})"
+        );
+    }
+}
+
+#[test]
+fn a_refused_kernel_copy_falls_back_to_reading() {
+    // Since Linux 5.19, copy_file_range between filesystems of different types is refused
+    // (EXDEV): a tar on a tmpfs copied into an image elsewhere.
+    let shm = Path::new("/dev/shm");
+    let dir = scratch();
+    let Ok(tdir) = tempfile::tempdir_in(shm) else {
+        skip("copy_file_range refusal", "no writable /dev/shm");
+        return;
+    };
+    let tar = tdir.path().join("in.tar");
+    let model = write_tar(&tar);
+    let streamed = dir.path().join("streamed.ext4");
+    build(&tar, &streamed, opts(BlockSize::K4, false, false), true);
+    let image = dir.path().join("fallback.ext4");
+    let s = build(&tar, &image, opts(BlockSize::K4, true, false), false);
+    if s.read_copied_bytes == 0 {
+        skip(
+            "copy_file_range refusal",
+            "the kernel copied between /dev/shm and the scratch directory",
+        );
+        return;
+    }
+    assert!(s.read_copied_bytes > 3 << 20);
+    assert!(fs::read(&image).unwrap() == fs::read(&streamed).unwrap());
+    check_image(&image, &model.tree, Check { read_write: false });
+}
+
+#[test]
+fn fsync_through_the_command_line() {
+    let dir = scratch();
+    let tar = dir.path().join("in.tar");
+    let model = write_tar(&tar);
+    let out = dir.path().join("out");
+    fs::create_dir(&out).unwrap();
+    for (name, extra) in [("default.ext4", None), ("durable.ext4", Some("--fsync"))] {
+        let status = Command::new(common::bin())
+            .arg("build")
+            .arg(&tar)
+            .arg("-o")
+            .arg(out.join(name))
+            .arg("--quiet")
+            .args(extra)
+            .status()
+            .unwrap();
+        assert!(status.success(), "{name}: {status}");
+    }
+    let mut names: Vec<_> = fs::read_dir(&out)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    names.sort();
+    assert_eq!(
+        names,
+        ["default.ext4", "durable.ext4"],
+        "no temporary file left"
+    );
+    let a = fs::read(out.join("default.ext4")).unwrap();
+    assert!(a == fs::read(out.join("durable.ext4")).unwrap());
+    check_image(&out.join("default.ext4"), &model.tree, Check::default());
+    check_image(&out.join("durable.ext4"), &model.tree, Check::default());
+}
+
+#[test]
+fn a_source_that_ends_early_is_an_error_naming_the_entry() {
+    let dir = scratch();
+    let tar = dir.path().join("in.tar");
+    write_tar(&tar);
+    // Cut inside holes.bin's data (after the first 1 MiB of it).
+    let bytes = fs::read(&tar).unwrap();
+    let at = bytes
+        .windows(b"data/holes.bin".len())
+        .position(|w| w == b"data/holes.bin")
+        .unwrap()
+        + (1 << 20);
+    fs::write(&tar, &bytes[..at]).unwrap();
+    for kernel_copy in [false, true] {
+        let image = dir.path().join("cut.ext4");
+        let mut b = ImageBuilder::create(&image, opts(BlockSize::K4, kernel_copy, false)).unwrap();
+        let err = apply_layers(&mut b, vec![file_layer(&tar)], &mut NoProgress).unwrap_err();
+        drop(b);
+        let msg = err.to_string();
+        assert!(msg.contains("data/holes.bin"), "{msg}");
+        assert_eq!(err.kind(), oci2ext4::ErrorKind::CorruptInput, "{msg}");
+        let left: Vec<_> = fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .filter(|n| n != "in.tar")
+            .collect();
+        assert!(left.is_empty(), "left behind: {left:?}");
+    }
+}
