@@ -54,6 +54,16 @@ struct Inner {
 }
 
 /// An error with its kind and context.
+///
+/// `Display` gives the context and the message; the underlying error, if any, is
+/// [`std::error::Error::source`], so that each cause is shown once when the chain is printed:
+///
+/// ```
+/// use std::error::Error as _;
+/// let e = oci2ext4::Error::io("cannot open rootfs.tar", std::io::Error::from_raw_os_error(2));
+/// assert_eq!(e.to_string(), "cannot open rootfs.tar");
+/// assert!(e.source().unwrap().to_string().contains("No such file"));
+/// ```
 pub struct Error(Box<Inner>);
 
 /// `Result` with this crate's [`Error`].
@@ -158,17 +168,15 @@ impl fmt::Display for Error {
         if let Some(e) = &self.0.entry {
             write!(f, "entry {e:?}: ")?;
         }
-        f.write_str(&self.0.message)?;
-        if let Some(c) = &self.0.cause {
-            write!(f, ": {c}")?;
-        }
-        Ok(())
+        // The underlying error is not repeated here: `source()` gives it, so that a caller
+        // printing the chain (as the command line does) shows each cause once.
+        f.write_str(&self.0.message)
     }
 }
 
 impl fmt::Debug for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "Error({:?}, {})", self.0.kind, self)
+        write!(f, "Error({:?}, {})", self.0.kind, display_chain(self))
     }
 }
 
@@ -204,6 +212,19 @@ impl From<io::Error> for Error {
     }
 }
 
+/// `error` followed by each error of its `source()` chain, separated by `": "`: the whole story
+/// in one line, each cause once.
+pub fn display_chain(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut line = error.to_string();
+    let mut next = error.source();
+    while let Some(cause) = next {
+        line.push_str(": ");
+        line.push_str(&cause.to_string());
+        next = cause.source();
+    }
+    line
+}
+
 /// Displays a byte string path for messages, escaping what is not UTF-8.
 pub fn show_path(path: &[u8]) -> String {
     String::from_utf8_lossy(path).into_owned()
@@ -224,6 +245,17 @@ mod tests {
             "img.tar: layer 2: entry \"usr/bin/x\": bad header"
         );
         assert_eq!(e.kind(), ErrorKind::CorruptInput);
+    }
+
+    #[test]
+    fn each_cause_is_shown_once_along_the_chain() {
+        use std::error::Error as _;
+        let e = Error::io("cannot open x", io::Error::other("disk on fire")).with_source("x");
+        assert_eq!(e.to_string(), "x: cannot open x");
+        let cause = e.source().map(ToString::to_string);
+        assert_eq!(cause.as_deref(), Some("disk on fire"));
+        assert!(e.source().and_then(|c| c.source()).is_none());
+        assert_eq!(display_chain(&e), "x: cannot open x: disk on fire");
     }
 
     #[test]

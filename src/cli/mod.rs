@@ -181,7 +181,7 @@ impl From<oci2ext4::Error> for Failure {
     fn from(e: oci2ext4::Error) -> Self {
         Failure {
             code: exit_code(e.kind()),
-            message: e.to_string(),
+            message: oci2ext4::error::display_chain(&e),
         }
     }
 }
