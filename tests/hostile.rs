@@ -244,3 +244,62 @@ fn entry_sizes_that_run_past_the_stream() {
     drop(b);
     assert_no_output(dir.path());
 }
+
+/// Runs `oci2ext4 build --layer LAYER -o OUT` with `extra` options.
+fn build_layer(layer: &Path, out: &Path, extra: &[&str]) -> std::process::Output {
+    Command::new(common::bin())
+        .arg("build")
+        .arg("--layer")
+        .arg(layer)
+        .arg("-o")
+        .arg(out)
+        .args(extra)
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn names_from_symlink_targets_are_held_to_255_bytes() {
+    // `l -> A×len` then `l/f`: the walk through `l` makes a directory named by the target.
+    // Lengths of 256 to 258 once wrapped to an empty name, `.` and `..`; 300 to 44 bytes; a
+    // name longer than a 1 KiB block tripped the directory encoder.
+    for len in [256, 257, 258, 300, 1000] {
+        let dir = scratch();
+        let mut g = LayerGen::new();
+        g.symlink("l", &"A".repeat(len));
+        g.file("l/f", Attrs::new(0o644), b"data");
+        let (tar, _) = g.finish();
+        let layer = dir.path().join("layer.tar");
+        fs::write(&layer, &tar).unwrap();
+        let out = dir.path().join("n.ext4");
+        let o = build_layer(&layer, &out, &["--block-size", "1024"]);
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(5), "len {len}: {err}");
+        assert!(
+            err.contains("\"l/f\"") && err.contains(&format!("{len} bytes")) && err.contains("255"),
+            "len {len}: {err}"
+        );
+        assert_no_output(dir.path());
+    }
+    // At 255 bytes the name is kept whole.
+    let dir = scratch();
+    let long = "A".repeat(255);
+    let mut g = LayerGen::new();
+    g.symlink("l", &long);
+    g.file("l/f", Attrs::new(0o644), b"data");
+    let (tar, _) = g.finish();
+    let mut want = LayerGen::new();
+    want.symlink("l", &long);
+    want.dir(&long, Attrs::new(0o755).mtime(0, 0));
+    want.file(&format!("{long}/f"), Attrs::new(0o644), b"data");
+    let layer = dir.path().join("layer.tar");
+    fs::write(&layer, &tar).unwrap();
+    let out = dir.path().join("n.ext4");
+    let o = build_layer(&layer, &out, &[]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    common::check_image(
+        &out,
+        &common::layers::expected(&[want.finish().1]),
+        common::Check::default(),
+    );
+}

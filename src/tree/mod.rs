@@ -14,6 +14,7 @@ use std::collections::BTreeMap;
 
 use crate::entry::{Timestamp, Xattr};
 use crate::error::{Error, Result};
+use crate::ext4::dir::EXT4_NAME_LEN;
 use crate::ext4::extent::Extent;
 use crate::ext4::inode::EXT4_LINK_MAX;
 
@@ -397,6 +398,11 @@ impl Tree {
             self.remove_child(cur, name);
         }
         match create {
+            Some(_) if name.len() > EXT4_NAME_LEN => Err(Error::limit(format!(
+                "a name of {} bytes in a parent path, from a symbolic link's target, is longer \
+                 than ext4's limit of {EXT4_NAME_LEN}",
+                name.len()
+            ))),
             Some((attrs, layer)) => {
                 let inode = self.new_inode(InodeData::new(Kind::Dir, attrs.clone(), Content::None));
                 let dir = self.attach(cur, name, inode, true, 0, layer);
@@ -765,6 +771,21 @@ mod tests {
         t.insert(ROOT, b"b", symlink("a"), 1);
         let err = t.resolve_dir(&[b"a", b"x"], None, 40).unwrap_err();
         assert_eq!(err.kind(), crate::ErrorKind::LimitExceeded);
+    }
+
+    #[test]
+    fn names_made_from_symlink_targets_are_held_to_255_bytes() {
+        let mut t = Tree::new(attrs(0o755));
+        let create = Some((&attrs(0o755), 1));
+        for len in [256, 257, 258, 300] {
+            t.insert(ROOT, b"l", symlink(&"A".repeat(len)), 1);
+            let err = t.resolve_dir(&[b"l"], create, 40).unwrap_err();
+            assert_eq!(err.kind(), crate::ErrorKind::LimitExceeded, "{len}");
+            assert!(err.to_string().contains(&format!("{len} bytes")), "{err}");
+            assert_eq!(names(&t, ROOT), ["l"]);
+        }
+        t.insert(ROOT, b"l", symlink(&"A".repeat(255)), 1);
+        assert!(t.resolve_dir(&[b"l"], create, 40).unwrap().is_some());
     }
 
     #[test]
