@@ -66,11 +66,6 @@ impl<'a> DirName<'a> {
         let len = u8::try_from(name.len()).ok()?;
         Some(DirName { bytes: name, len })
     }
-
-    /// The name's bytes.
-    pub fn as_bytes(&self) -> &'a [u8] {
-        self.bytes
-    }
 }
 
 /// Writes one directory entry header and name at the start of `out`.
