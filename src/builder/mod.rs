@@ -24,6 +24,7 @@ mod writer;
 
 use std::io::Read;
 use std::path::Path;
+use std::sync::atomic::Ordering;
 
 use serde::Serialize;
 
@@ -270,13 +271,17 @@ impl ImageBuilder {
             } else {
                 x.value
             };
-            xattrs.retain(|old| old.name != x.name);
             xattrs.push(Xattr {
                 name: x.name,
                 value,
             });
         }
+        // The last value given for a name wins: a stable sort keeps the order of equal names,
+        // so after reversing, the first of each run is the last given.
         xattrs.sort_by(|a, b| a.name.cmp(&b.name));
+        xattrs.reverse();
+        xattrs.dedup_by(|later, first| later.name == first.name);
+        xattrs.reverse();
         if !xattrs.is_empty() {
             let list = xattrs::stored(&xattrs);
             let bs = self.opts.block_size.bytes();
@@ -619,6 +624,14 @@ impl ImageBuilder {
             let mut summary = finish::finish(&tree, file, alloc, &opts, crc, lost_found)?;
             summary.data_bytes = data_bytes;
             summary.entries = entries;
+            // Cancelled while finishing: the image is not committed.
+            if opts
+                .cancel
+                .as_ref()
+                .is_some_and(|f| f.load(Ordering::Relaxed))
+            {
+                return Err(Error::new(ErrorKind::Cancelled, "build cancelled"));
+            }
             output.commit()?;
             Ok(summary)
         };

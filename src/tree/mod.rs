@@ -10,7 +10,7 @@
 
 pub mod path;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 
 use crate::entry::{Timestamp, Xattr};
 use crate::error::{Error, Result};
@@ -204,6 +204,13 @@ pub struct Tree {
     give_ways: BTreeMap<NodeId, GiveWay>,
     /// Give-ways whose directory went again before anything accounted for it.
     unjustified: Vec<GiveWay>,
+    /// Give-ways made since the last [`Tree::label_give_ways`], waiting for their entry.
+    unlabeled: Vec<NodeId>,
+    /// Nodes a whiteout of the current layer already went through: nothing of a lower layer is
+    /// left in or below them, so another whiteout there has nothing to do.
+    whited: HashSet<NodeId>,
+    /// Directories an opaque marker of the current layer already cleared of lower children.
+    opaqued: HashSet<NodeId>,
 }
 
 /// The result of one step of a path walk.
@@ -237,6 +244,9 @@ impl Tree {
             freed: Vec::new(),
             give_ways: BTreeMap::new(),
             unjustified: Vec::new(),
+            unlabeled: Vec::new(),
+            whited: HashSet::new(),
+            opaqued: HashSet::new(),
         }
     }
 
@@ -409,6 +419,7 @@ impl Tree {
                 if existing.is_some() {
                     let name = name.into();
                     self.give_ways.insert(dir, GiveWay { name, entry: None });
+                    self.unlabeled.push(dir);
                 }
                 Ok(Step::Dir(dir))
             }
@@ -561,6 +572,9 @@ impl Tree {
         if let Some(g) = self.give_ways.remove(&node) {
             self.unjustified.push(g);
         }
+        // The id may be reused for another node of this layer.
+        self.whited.remove(&node);
+        self.opaqued.remove(&node);
         let inode = self.nodes[node as usize].inode;
         let data = &mut self.inodes[inode as usize];
         data.links -= 1;
@@ -601,6 +615,10 @@ impl Tree {
             let Some(node) = self.child(dir, &name) else {
                 continue;
             };
+            if self.whited.contains(&node) {
+                // Went through already in this layer: what is there now is all this layer's.
+                continue;
+            }
             let n = &self.nodes[node as usize];
             if n.touched == layer {
                 self.give_ways.remove(&node);
@@ -608,11 +626,13 @@ impl Tree {
                 if n.given != layer {
                     self.inode_mut(node).attrs = implicit.clone();
                 }
-                if self.is_dir(node) {
+                // Below a directory an opaque marker cleared, every child was gone through.
+                if self.is_dir(node) && !self.opaqued.contains(&node) {
                     let names: Vec<Box<[u8]>> =
                         self.children(node).map(|(k, _)| k.into()).collect();
                     work.extend(names.into_iter().map(|k| (node, k)));
                 }
+                self.whited.insert(node);
             } else {
                 self.remove_child(dir, &name);
             }
@@ -622,8 +642,10 @@ impl Tree {
     /// Names `entry` as the one that needed the directories the last walk made where lower
     /// non-directories stood.
     pub fn label_give_ways(&mut self, entry: &[u8]) {
-        for g in self.give_ways.values_mut().filter(|g| g.entry.is_none()) {
-            g.entry = Some(entry.into());
+        for node in self.unlabeled.drain(..) {
+            if let Some(g) = self.give_ways.get_mut(&node) {
+                g.entry.get_or_insert_with(|| entry.into());
+            }
         }
     }
 
@@ -638,6 +660,9 @@ impl Tree {
             .chain(std::mem::take(&mut self.give_ways).into_values())
             .next();
         self.unjustified.clear();
+        self.unlabeled.clear();
+        self.whited.clear();
+        self.opaqued.clear();
         match first {
             None => Ok(()),
             Some(g) => {
@@ -657,9 +682,13 @@ impl Tree {
     /// Applies an opaque marker on directory `dir` for `layer`: every child from lower layers
     /// is whited out.
     pub fn make_opaque(&mut self, dir: NodeId, layer: u32, implicit: &Attrs) {
-        let names: Vec<Box<[u8]>> = self.children(dir).map(|(k, _)| k.into()).collect();
-        for name in names {
-            self.whiteout_child(dir, &name, layer, implicit);
+        // A second marker (or one in a directory a whiteout went through) finds nothing lower.
+        if !self.opaqued.contains(&dir) && !self.whited.contains(&dir) {
+            let names: Vec<Box<[u8]>> = self.children(dir).map(|(k, _)| k.into()).collect();
+            for name in names {
+                self.whiteout_child(dir, &name, layer, implicit);
+            }
+            self.opaqued.insert(dir);
         }
         self.mark_touched(dir, layer);
     }
