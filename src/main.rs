@@ -10,6 +10,7 @@ use std::time::Instant;
 use clap::Parser;
 
 use cli::progress::Bars;
+use cli::signals::Interrupt;
 use cli::units::human;
 use cli::{build_options, BuildArgs, Cli, Command, Failure};
 use oci2ext4::layer::{apply_layers, LayerReport};
@@ -18,12 +19,13 @@ use oci2ext4::{ImageBuilder, Summary};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    let interrupt = Interrupt::install();
     let result = match cli.command {
-        Command::Build(args) => build(args),
+        Command::Build(args) => build(args, &interrupt),
         #[cfg(feature = "registry")]
-        Command::Pull(args) => pull(args),
+        Command::Pull(args) => pull(args, &interrupt),
     };
-    match result {
+    match interrupt.outcome(result) {
         Ok(()) => ExitCode::SUCCESS,
         Err(f) => {
             eprintln!("oci2ext4: error: {}", f.message);
@@ -32,19 +34,10 @@ fn main() -> ExitCode {
     }
 }
 
-/// Sets a flag on SIGINT and SIGTERM; the build checks it and removes its output.
-fn cancel_flag() -> Arc<AtomicBool> {
-    let flag = Arc::new(AtomicBool::new(false));
-    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
-        let _ = signal_hook::flag::register(sig, flag.clone());
-    }
-    flag
-}
-
-fn build(args: BuildArgs) -> Result<(), Failure> {
+fn build(args: BuildArgs, interrupt: &Interrupt) -> Result<(), Failure> {
     let started = Instant::now();
     let mut opts = build_options(&args.image)?;
-    opts.cancel = Some(cancel_flag());
+    opts.cancel = Some(interrupt.cancel_flag());
     let plan = source::plan(
         args.source.as_deref(),
         &args.layers,
@@ -56,6 +49,7 @@ fn build(args: BuildArgs) -> Result<(), Failure> {
         Plan::Directory { path, .. } => source::directory::estimate_bytes(path),
     });
     let mut builder = ImageBuilder::create(&args.image.output, opts)?;
+    interrupt.writing(builder.temp_path());
     let mut bars = Bars::new(args.image.quiet || args.image.json);
     let (reports, image_digest) = match plan {
         Plan::Layers {
@@ -76,7 +70,7 @@ fn build(args: BuildArgs) -> Result<(), Failure> {
         }
     };
     let warnings = print_warnings(&args.image, &builder);
-    let summary = builder.finish()?;
+    let summary = interrupt.finishing(&args.image.output, || Ok(builder.finish()?))?;
     let seconds = started.elapsed().as_secs_f64();
     report(
         &args.image,
@@ -110,11 +104,11 @@ async fn cancelled(flag: Arc<AtomicBool>) {
 }
 
 #[cfg(feature = "registry")]
-fn pull(args: cli::PullArgs) -> Result<(), Failure> {
+fn pull(args: cli::PullArgs, interrupt: &Interrupt) -> Result<(), Failure> {
     use oci2ext4::registry::Puller;
     use oci2ext4::{Error, ErrorKind};
     let started = Instant::now();
-    let cancel = cancel_flag();
+    let cancel = interrupt.cancel_flag();
     let mut opts = build_options(&args.image)?;
     opts.cancel = Some(cancel.clone());
     let pull_opts = cli::pull_options(&args, cancel.clone())?;
@@ -133,6 +127,7 @@ fn pull(args: cli::PullArgs) -> Result<(), Failure> {
     })?;
     cli::choose_block_size(&args.image, &mut opts, || image.estimated_tar_bytes());
     let mut builder = ImageBuilder::create(&args.image.output, opts)?;
+    interrupt.writing(builder.temp_path());
     let mut bars = Bars::new(args.image.quiet || args.image.json);
     bars.watch_downloads(image.downloads());
     let reports = apply_layers(&mut builder, image.take_layers(), &mut bars);
@@ -144,7 +139,7 @@ fn pull(args: cli::PullArgs) -> Result<(), Failure> {
     let index_digest = image.index_digest.clone();
     let platform = image.platform.to_string();
     let stats = runtime.block_on(image.finish())?;
-    let summary = builder.finish()?;
+    let summary = interrupt.finishing(&args.image.output, || Ok(builder.finish()?))?;
     let seconds = started.elapsed().as_secs_f64();
     report(
         &args.image,

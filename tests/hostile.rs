@@ -132,8 +132,8 @@ impl std::io::Read for Slow {
 }
 
 #[test]
-fn sigterm_and_sigint_remove_the_output() {
-    for signal in ["TERM", "INT"] {
+fn sigterm_sigint_and_sighup_remove_the_output() {
+    for (signal, code) in [("TERM", 143), ("INT", 130), ("HUP", 129)] {
         let dir = scratch();
         let out = dir.path().join("sig.ext4");
         // Feed a layer through a pipe, slowly: the build is surely running when the signal comes.
@@ -177,9 +177,96 @@ fn sigterm_and_sigint_remove_the_output() {
         assert!(ok.success());
         let status = child.wait().unwrap();
         let _ = writer.join();
-        assert_eq!(status.code(), Some(130), "SIG{signal}");
+        assert_eq!(status.code(), Some(code), "SIG{signal}");
         assert_no_output(dir.path());
     }
+}
+
+/// Waits up to `limit` for `child` to exit; kills it and fails when it does not.
+fn wait_at_most(child: &mut std::process::Child, limit: Duration, what: &str) -> i32 {
+    let start = Instant::now();
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status.code().unwrap_or(-1);
+        }
+        if start.elapsed() > limit {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("{what}: still running {limit:?} after the signal");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn a_signal_stops_a_build_reading_a_stalled_pipe() {
+    for (signal, code) in [("INT", 130), ("TERM", 143), ("HUP", 129)] {
+        let dir = scratch();
+        let out = dir.path().join("stall.ext4");
+        let mut child = Command::new(common::bin())
+            .arg("build")
+            .arg("--layer")
+            .arg("/dev/stdin")
+            .arg("-o")
+            .arg(&out)
+            .stdin(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        // The whole archive, then nothing: the pipe stays open, so the build waits for more.
+        let mut g = LayerGen::new();
+        g.file("f", Attrs::new(0o644), b"data");
+        let (tar, _) = g.finish();
+        let mut stdin = child.stdin.take().unwrap();
+        stdin.write_all(&tar[..tar.len() / 2]).unwrap();
+        std::thread::sleep(Duration::from_millis(800));
+        let ok = Command::new("kill")
+            .arg(format!("-{signal}"))
+            .arg(child.id().to_string())
+            .status()
+            .unwrap();
+        assert!(ok.success());
+        let got = wait_at_most(&mut child, Duration::from_secs(10), signal);
+        drop(stdin);
+        let mut err = String::new();
+        std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut err).unwrap();
+        assert_eq!(got, code, "SIG{signal}: {err}");
+        assert!(err.contains(&format!("SIG{signal}")), "{err}");
+        assert_no_output(dir.path());
+    }
+}
+
+#[test]
+fn cancelling_while_finishing_does_not_commit() {
+    let dir = scratch();
+    let flag = Arc::new(AtomicBool::new(false));
+    let mut opts = BuildOptions::default();
+    opts.cancel = Some(flag.clone());
+    let out = dir.path().join("f.ext4");
+    let mut b = ImageBuilder::create(&out, opts).unwrap();
+    let t = Timestamp::default();
+    for d in 0..200 {
+        for f in 0..500 {
+            b.add_file(
+                format!("d{d}/f{f}"),
+                Metadata::new(0o644, 0, 0, t),
+                &mut &b""[..],
+            )
+            .unwrap();
+        }
+    }
+    // Finishing 100,000 entries takes far longer than the flag takes to come.
+    let setter = {
+        let flag = flag.clone();
+        std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(5));
+            flag.store(true, Ordering::Relaxed);
+        })
+    };
+    let e = b.finish().unwrap_err();
+    setter.join().unwrap();
+    assert_eq!(e.kind(), ErrorKind::Cancelled, "{e}");
+    assert_no_output(dir.path());
 }
 
 #[test]
@@ -300,6 +387,51 @@ fn names_from_symlink_targets_are_held_to_255_bytes() {
     common::check_image(
         &out,
         &common::layers::expected(&[want.finish().1]),
+        common::Check::default(),
+    );
+}
+
+#[test]
+fn repeated_whiteouts_and_opaque_markers_in_one_layer() {
+    // Each marker after the first in a layer finds nothing lower; the tree must still be the
+    // model's, whatever the order.
+    let mut lower = LayerGen::new();
+    lower.dir("d", Attrs::new(0o700));
+    lower.file("d/old", Attrs::new(0o644), b"old");
+    lower.file("d/sub/x", Attrs::new(0o644), b"x");
+    lower.file("e/old", Attrs::new(0o644), b"e");
+    lower.file("g", Attrs::new(0o644), b"g");
+    let mut upper = LayerGen::new();
+    upper.file("d/f0", Attrs::new(0o644), b"0");
+    upper.whiteout("d");
+    upper.file("d/f1", Attrs::new(0o644), b"1");
+    upper.whiteout("d");
+    upper.file("d/sub/y", Attrs::new(0o644), b"y");
+    upper.opaque("d");
+    upper.whiteout("d");
+    upper.opaque("d");
+    upper.opaque("e");
+    upper.file("e/new", Attrs::new(0o644), b"n");
+    upper.opaque("e");
+    upper.file("g/x", Attrs::new(0o644), b"gx");
+    upper.whiteout("g");
+    upper.whiteout("g");
+    let dir = scratch();
+    let (blobs, ops): (Vec<Vec<u8>>, Vec<_>) =
+        [lower, upper].into_iter().map(LayerGen::finish).unzip();
+    let mut inputs = Vec::new();
+    for (i, blob) in blobs.iter().enumerate() {
+        let p = dir.path().join(format!("layer{i}.tar"));
+        fs::write(&p, blob).unwrap();
+        inputs.push(file_layer(&p));
+    }
+    let image = dir.path().join("w.ext4");
+    let mut b = ImageBuilder::create(&image, BuildOptions::default()).unwrap();
+    apply_layers(&mut b, inputs, &mut NoProgress).unwrap();
+    b.finish().unwrap();
+    common::check_image(
+        &image,
+        &common::layers::expected(&ops),
         common::Check::default(),
     );
 }

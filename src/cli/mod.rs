@@ -1,6 +1,7 @@
 //! The command line: arguments in, library calls, a summary out.
 
 pub mod progress;
+pub mod signals;
 pub mod units;
 
 use std::path::PathBuf;
