@@ -9,6 +9,7 @@ use std::time::Instant;
 
 use clap::Parser;
 
+use cli::escape::{escape, escape_json};
 use cli::progress::Bars;
 use cli::signals::Interrupt;
 use cli::units::human;
@@ -28,7 +29,7 @@ fn main() -> ExitCode {
     match interrupt.outcome(result) {
         Ok(()) => ExitCode::SUCCESS,
         Err(f) => {
-            eprintln!("oci2ext4: error: {}", f.message);
+            eprintln!("oci2ext4: error: {}", escape(&f.message));
             ExitCode::from(u8::try_from(f.code).unwrap_or(1))
         }
     }
@@ -165,7 +166,7 @@ fn print_warnings(args: &cli::ImageArgs, builder: &ImageBuilder) -> Vec<String> 
     let warnings = builder.warnings().to_vec();
     if !args.quiet {
         for w in &warnings {
-            eprintln!("oci2ext4: warning: {w}");
+            eprintln!("oci2ext4: warning: {}", escape(w));
         }
     }
     warnings
@@ -217,6 +218,7 @@ fn report(
                 "cached_blobs": p.blobs_cached,
             });
         }
+        escape_json(&mut out);
         println!("{}", serde_json::to_string_pretty(&out).unwrap_or_default());
     } else if !args.quiet {
         let used_pct = 100.0 * summary.blocks_used as f64 / summary.blocks_count.max(1) as f64;
@@ -230,7 +232,7 @@ fn report(
                 p.blobs_cached
             )
         });
-        eprintln!(
+        let line = format!(
             "{pulled}{}: {} ext4 image, {} used ({used_pct:.0}%), {} of {} inodes used; {} entries, {} files, {} of file data{}; {seconds:.2} s",
             args.output.display(),
             human(summary.image_bytes),
@@ -242,5 +244,6 @@ fn report(
             human(summary.data_bytes),
             if layers.is_empty() { String::new() } else { format!(" from {} layer(s)", layers.len()) },
         );
+        eprintln!("{}", escape(&line));
     }
 }

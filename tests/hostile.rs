@@ -435,3 +435,69 @@ fn repeated_whiteouts_and_opaque_markers_in_one_layer() {
         common::Check::default(),
     );
 }
+
+/// Control characters (C0 but newline, DEL, C1) in `text`.
+fn controls(text: &[u8]) -> Vec<char> {
+    String::from_utf8_lossy(text)
+        .chars()
+        .filter(|&c| c != '\n' && c.is_control())
+        .collect()
+}
+
+#[test]
+fn names_and_keys_from_the_input_are_printed_escaped() {
+    let dir = scratch();
+    let mut g = LayerGen::new();
+    // An attribute ext4 cannot store gives a warning naming the entry and the key.
+    g.file(
+        "a\x1b[31mred\u{9b}2J",
+        Attrs::new(0o644).xattr(b"bogus.\x1b]0;title\x07\x7f", b"v"),
+        b"x",
+    );
+    let (tar, _) = g.finish();
+    let layer = dir.path().join("layer.tar");
+    fs::write(&layer, &tar).unwrap();
+    let out = dir.path().join("e.ext4");
+    let o = build_layer(&layer, &out, &[]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("warning") && err.contains("\\x1b[31mred"),
+        "{err}"
+    );
+    assert_eq!(controls(&o.stderr), Vec::<char>::new(), "{err}");
+    fs::remove_file(&out).unwrap();
+    let o = build_layer(&layer, &out, &["--json"]);
+    assert!(o.status.success());
+    assert_eq!(
+        controls(&o.stdout),
+        Vec::<char>::new(),
+        "{}",
+        String::from_utf8_lossy(&o.stdout)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert!(
+        v["warnings"][0].as_str().unwrap().contains("\\x9b2J"),
+        "{v}"
+    );
+    // An error naming such an entry.
+    let mut g = LayerGen::new();
+    g.hardlink("l\x1b[2J", "nowhere\u{85}");
+    let (tar, _) = g.finish();
+    fs::write(&layer, &tar).unwrap();
+    fs::remove_file(&out).unwrap();
+    let o = build_layer(&layer, &out, &[]);
+    assert_eq!(
+        o.status.code(),
+        Some(3),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert_eq!(
+        controls(&o.stderr),
+        Vec::<char>::new(),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert_no_output(dir.path());
+}

@@ -1,5 +1,6 @@
 //! The command line: arguments in, library calls, a summary out.
 
+pub mod escape;
 pub mod progress;
 pub mod signals;
 pub mod units;
