@@ -263,6 +263,7 @@ pub fn pull_options(
         },
         concurrency: usize::from(args.concurrency),
         cancel: Some(cancel),
+        max_blob_size: args.image.max_size,
     })
 }
 
