@@ -501,3 +501,66 @@ fn names_and_keys_from_the_input_are_printed_escaped() {
     );
     assert_no_output(dir.path());
 }
+
+#[test]
+fn bytes_after_the_end_of_the_archive_count_toward_the_size_limit() {
+    let dir = scratch();
+    let mut g = LayerGen::new();
+    g.file("f", Attrs::new(0o644), b"small");
+    let (tar, _) = g.finish();
+    // The archive, then 160 MiB of zeros: gzip makes them 160 KiB.
+    let layer = dir.path().join("padded.tar.gz");
+    let mut gz = flate2::write::GzEncoder::new(
+        fs::File::create(&layer).unwrap(),
+        flate2::Compression::fast(),
+    );
+    gz.write_all(&tar).unwrap();
+    let zeros = vec![0u8; 1 << 20];
+    for _ in 0..160 {
+        gz.write_all(&zeros).unwrap();
+    }
+    gz.finish().unwrap();
+    let out = dir.path().join("p.ext4");
+    let o = build_layer(&layer, &out, &["--max-size", "100M"]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(5), "{err}");
+    assert!(err.contains("maximum image size"), "{err}");
+    assert_no_output(dir.path());
+    // Within the limit the same layer builds.
+    let o = build_layer(&layer, &out, &[]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    common::e2fsck(&out);
+}
+
+#[test]
+fn zstd_windows_beyond_what_the_layer_needs_are_refused() {
+    let dir = scratch();
+    let mut g = LayerGen::new();
+    let mut data = vec![0u8; 1 << 20];
+    Rng::new(9).fill(&mut data);
+    g.file("f", Attrs::new(0o644), &data);
+    let (tar, _) = g.finish();
+    // A streamed frame (no content size) asking for a 256 MiB window.
+    let mut enc = zstd::stream::write::Encoder::new(Vec::new(), 3).unwrap();
+    enc.window_log(28).unwrap();
+    enc.long_distance_matching(true).unwrap();
+    enc.write_all(&tar).unwrap();
+    let big = enc.finish().unwrap();
+    let layer = dir.path().join("wide.tar.zst");
+    fs::write(&layer, &big).unwrap();
+    let out = dir.path().join("z.ext4");
+    let o = build_layer(&layer, &out, &[]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success(), "a 256 MiB window was accepted");
+    assert!(err.contains("wide.tar.zst"), "{err}");
+    assert_no_output(dir.path());
+    // The 128 MiB of `zstd --long` is accepted.
+    let mut enc = zstd::stream::write::Encoder::new(Vec::new(), 3).unwrap();
+    enc.window_log(27).unwrap();
+    enc.long_distance_matching(true).unwrap();
+    enc.write_all(&tar).unwrap();
+    fs::write(&layer, enc.finish().unwrap()).unwrap();
+    let o = build_layer(&layer, &out, &[]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    common::e2fsck(&out);
+}
