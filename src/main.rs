@@ -9,7 +9,9 @@ use std::time::Instant;
 
 use clap::Parser;
 
+use cli::escape::{escape, escape_json};
 use cli::progress::Bars;
+use cli::signals::Interrupt;
 use cli::units::human;
 use cli::{build_options, BuildArgs, Cli, Command, Failure};
 use oci2ext4::layer::{apply_layers, LayerReport};
@@ -18,33 +20,25 @@ use oci2ext4::{ImageBuilder, Summary};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    let interrupt = Interrupt::install();
     let result = match cli.command {
-        Command::Build(args) => build(args),
+        Command::Build(args) => build(args, &interrupt),
         #[cfg(feature = "registry")]
-        Command::Pull(args) => pull(args),
+        Command::Pull(args) => pull(args, &interrupt),
     };
-    match result {
+    match interrupt.outcome(result) {
         Ok(()) => ExitCode::SUCCESS,
         Err(f) => {
-            eprintln!("oci2ext4: error: {}", f.message);
+            eprintln!("oci2ext4: error: {}", escape(&f.message));
             ExitCode::from(u8::try_from(f.code).unwrap_or(1))
         }
     }
 }
 
-/// Sets a flag on SIGINT and SIGTERM; the build checks it and removes its output.
-fn cancel_flag() -> Arc<AtomicBool> {
-    let flag = Arc::new(AtomicBool::new(false));
-    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
-        let _ = signal_hook::flag::register(sig, flag.clone());
-    }
-    flag
-}
-
-fn build(args: BuildArgs) -> Result<(), Failure> {
+fn build(args: BuildArgs, interrupt: &Interrupt) -> Result<(), Failure> {
     let started = Instant::now();
     let mut opts = build_options(&args.image)?;
-    let cancel = cancel_flag();
+    let cancel = interrupt.cancel_flag();
     opts.cancel = Some(cancel.clone());
     let inputs = source::input_paths(args.source.as_deref(), &args.layers);
     let inputs: Vec<&std::path::Path> = inputs.iter().map(|p| p.as_path()).collect();
@@ -64,7 +58,7 @@ fn build(args: BuildArgs) -> Result<(), Failure> {
     let origin = plan.origin().clone();
     if !args.image.quiet && !args.image.json {
         for n in &origin.notes {
-            eprintln!("oci2ext4: note: {n}");
+            eprintln!("oci2ext4: note: {}", escape(n));
         }
     }
     cli::choose_block_size(&args.image, &mut opts, || match &plan {
@@ -72,6 +66,7 @@ fn build(args: BuildArgs) -> Result<(), Failure> {
         Plan::Directory { path, .. } => source::directory::estimate_bytes(path),
     });
     let mut builder = ImageBuilder::create(&args.image.output, opts)?;
+    interrupt.writing(builder.temp_path());
     let mut bars = Bars::new(args.image.quiet || args.image.json);
     let (reports, image_digest) = match plan {
         Plan::Layers {
@@ -93,7 +88,7 @@ fn build(args: BuildArgs) -> Result<(), Failure> {
         }
     };
     let warnings = print_warnings(&args.image, &builder);
-    let summary = builder.finish()?;
+    let summary = interrupt.finishing(&args.image.output, || Ok(builder.finish()?))?;
     let seconds = started.elapsed().as_secs_f64();
     report(
         &args.image,
@@ -134,11 +129,11 @@ async fn cancelled(flag: Arc<AtomicBool>) {
 }
 
 #[cfg(feature = "registry")]
-fn pull(args: cli::PullArgs) -> Result<(), Failure> {
+fn pull(args: cli::PullArgs, interrupt: &Interrupt) -> Result<(), Failure> {
     use oci2ext4::registry::Puller;
     use oci2ext4::{Error, ErrorKind};
     let started = Instant::now();
-    let cancel = cancel_flag();
+    let cancel = interrupt.cancel_flag();
     let mut opts = build_options(&args.image)?;
     opts.cancel = Some(cancel.clone());
     oci2ext4::builder::check_destination(&args.image.output, &[])?;
@@ -158,6 +153,7 @@ fn pull(args: cli::PullArgs) -> Result<(), Failure> {
     })?;
     cli::choose_block_size(&args.image, &mut opts, || image.estimated_tar_bytes());
     let mut builder = ImageBuilder::create(&args.image.output, opts)?;
+    interrupt.writing(builder.temp_path());
     let mut bars = Bars::new(args.image.quiet || args.image.json);
     bars.watch_downloads(image.downloads());
     let reports = apply_layers(&mut builder, image.take_layers(), &mut bars);
@@ -169,7 +165,7 @@ fn pull(args: cli::PullArgs) -> Result<(), Failure> {
     let index_digest = image.index_digest.clone();
     let platform = image.platform.to_string();
     let stats = runtime.block_on(image.finish())?;
-    let summary = builder.finish()?;
+    let summary = interrupt.finishing(&args.image.output, || Ok(builder.finish()?))?;
     let seconds = started.elapsed().as_secs_f64();
     report(
         &args.image,
@@ -195,7 +191,7 @@ fn print_warnings(args: &cli::ImageArgs, builder: &ImageBuilder) -> Vec<String> 
     let warnings = builder.warnings().to_vec();
     if !args.quiet {
         for w in &warnings {
-            eprintln!("oci2ext4: warning: {w}");
+            eprintln!("oci2ext4: warning: {}", escape(w));
         }
     }
     warnings
@@ -261,6 +257,7 @@ fn report(
                 "cached_blobs": p.blobs_cached,
             });
         }
+        escape_json(&mut out);
         println!("{}", serde_json::to_string_pretty(&out).unwrap_or_default());
     } else if !args.quiet {
         let used_pct = 100.0 * summary.blocks_used as f64 / summary.blocks_count.max(1) as f64;
@@ -279,7 +276,7 @@ fn report(
                 p.blobs_cached
             )
         });
-        eprintln!(
+        let line = format!(
             "{read}{pulled}{}: {} ext4 image, {} used ({used_pct:.0}%), {} of {} inodes used; {} entries, {} files, {} of file data{}; {seconds:.2} s",
             args.output.display(),
             human(summary.image_bytes),
@@ -291,8 +288,9 @@ fn report(
             human(summary.data_bytes),
             if layers.is_empty() { String::new() } else { format!(" from {} layer(s)", layers.len()) },
         );
+        eprintln!("{}", escape(&line));
         if let Some(v) = &summary.verity {
-            eprintln!("{}", cli::verity_report(args, v).1);
+            eprintln!("{}", escape(&cli::verity_report(args, v).1));
         }
     }
 }

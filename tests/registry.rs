@@ -1065,3 +1065,53 @@ fn images_pushed_by_skopeo_equal_local_builds() {
     }
     check_image(&s.out("warm2.ext4"), &want_arm, NO_RW);
 }
+
+#[test]
+fn declared_layer_sizes_are_checked_before_the_download() {
+    let Some(reg) = Registry::start("registry declared sizes", Setup::default()) else {
+        return;
+    };
+    let pusher = Pusher::new(&reg.addr, None, false);
+    let (layers, _) = three_layers("sizes");
+    let image = oci_image(&layers);
+    pusher.push_declaring("sizes/zero", "v1", &image, &|i, n| {
+        if i == 1 {
+            0
+        } else {
+            n
+        }
+    });
+    pusher.push_declaring("sizes/huge", "v1", &image, &|i, n| {
+        if i == 1 {
+            10 << 30
+        } else {
+            n
+        }
+    });
+    pusher.push_declaring("sizes/short", "v1", &image, &|i, n| {
+        if i == 1 {
+            n - 100
+        } else {
+            n
+        }
+    });
+    let s = Scratch::new();
+    let zero = format!("{}/sizes/zero:v1", reg.addr);
+    let out = s.out("zero.ext4");
+    failed(&s.pull_http(&zero, &out, &[]), 3, &["size of 0"], &out);
+    let huge = format!("{}/sizes/huge:v1", reg.addr);
+    let out = s.out("huge.ext4");
+    let o = s.pull_http(&huge, &out, &["--max-size", "1G"]);
+    failed(&o, 5, &["10737418240 bytes", "maximum image size"], &out);
+    // A registry sending more than the descriptor says: read up to the declared size only,
+    // and refused for its digest.
+    let short = format!("{}/sizes/short:v1", reg.addr);
+    let out = s.out("short.ext4");
+    failed(
+        &s.pull_http(&short, &out, &["--retries", "0"]),
+        4,
+        &[],
+        &out,
+    );
+    assert_cache_sound(&s.cache());
+}

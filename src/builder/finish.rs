@@ -622,7 +622,9 @@ impl Finisher<'_> {
             sizing::place_group_metadata(&mut self.alloc, &plan.geometry, plan.journal_blocks)
                 .map_err(|_| out_of_space(opts))?;
         self.meta_runs.extend_from_slice(&meta.runs);
-        debug_assert!(self.alloc.high_water() <= plan.geometry.blocks_count);
+        if self.alloc.high_water() > plan.geometry.blocks_count {
+            return Err(out_of_space(opts));
+        }
         Ok(Layout {
             geo: plan.geometry,
             journal_blocks: plan.journal_blocks,

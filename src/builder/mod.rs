@@ -24,6 +24,7 @@ mod writer;
 
 use std::io::Read;
 use std::path::Path;
+use std::sync::atomic::Ordering;
 
 use serde::Serialize;
 
@@ -293,13 +294,17 @@ impl ImageBuilder {
             } else {
                 x.value
             };
-            xattrs.retain(|old| old.name != x.name);
             xattrs.push(Xattr {
                 name: x.name,
                 value,
             });
         }
+        // The last value given for a name wins: a stable sort keeps the order of equal names,
+        // so after reversing, the first of each run is the last given.
         xattrs.sort_by(|a, b| a.name.cmp(&b.name));
+        xattrs.reverse();
+        xattrs.dedup_by(|later, first| later.name == first.name);
+        xattrs.reverse();
         if !xattrs.is_empty() {
             let list = xattrs::stored(&xattrs);
             let bs = self.opts.block_size.bytes();
@@ -645,6 +650,14 @@ impl ImageBuilder {
             summary.kernel_copied_bytes = done.kernel_copied;
             summary.read_copied_bytes = done.read_copied;
             summary.entries = entries;
+            // Cancelled while finishing: the image is not committed.
+            if opts
+                .cancel
+                .as_ref()
+                .is_some_and(|f| f.load(Ordering::Relaxed))
+            {
+                return Err(Error::new(ErrorKind::Cancelled, "build cancelled"));
+            }
             output.commit(opts.fsync)?;
             Ok(summary)
         };

@@ -1,6 +1,8 @@
 //! The command line: arguments in, library calls, a summary out.
 
+pub mod escape;
 pub mod progress;
+pub mod signals;
 pub mod units;
 
 use std::path::PathBuf;
@@ -291,6 +293,7 @@ pub fn pull_options(
         },
         concurrency: usize::from(args.concurrency),
         cancel: Some(cancel),
+        max_blob_size: args.image.max_size,
     })
 }
 

@@ -143,6 +143,7 @@ impl Drop for Bars {
 }
 
 fn short(name: &str) -> String {
+    let name = &*super::escape::escape(name);
     if name.chars().count() > 40 {
         let tail: String = name
             .chars()

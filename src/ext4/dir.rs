@@ -39,13 +39,42 @@ pub const fn rec_len(name_len: usize) -> usize {
     (DIRENT_HEADER_SIZE + name_len + 3) & !3
 }
 
+/// A name a directory entry can hold: at most [`EXT4_NAME_LEN`] bytes, so its length always fits
+/// the 8-bit `name_len` field.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DirName<'a> {
+    bytes: &'a [u8],
+    len: u8,
+}
+
+impl<'a> DirName<'a> {
+    /// `.`
+    pub const DOT: DirName<'static> = DirName {
+        bytes: b".",
+        len: 1,
+    };
+    /// `..`
+    pub const DOTDOT: DirName<'static> = DirName {
+        bytes: b"..",
+        len: 2,
+    };
+    /// The empty name of an unused record.
+    const EMPTY: DirName<'static> = DirName { bytes: b"", len: 0 };
+
+    /// `name` as a directory entry name; `None` when it is longer than [`EXT4_NAME_LEN`].
+    pub fn new(name: &'a [u8]) -> Option<Self> {
+        let len = u8::try_from(name.len()).ok()?;
+        Some(DirName { bytes: name, len })
+    }
+}
+
 /// Writes one directory entry header and name at the start of `out`.
-pub fn encode_dirent(out: &mut [u8], inode: u32, rec_len: usize, name: &[u8], file_type: u8) {
+pub fn encode_dirent(out: &mut [u8], inode: u32, rec_len: usize, name: DirName<'_>, file_type: u8) {
     LE::write_u32(&mut out[0..], inode);
     LE::write_u16(&mut out[4..], rec_len as u16);
-    out[6] = name.len() as u8;
+    out[6] = name.len;
     out[7] = file_type;
-    out[DIRENT_HEADER_SIZE..DIRENT_HEADER_SIZE + name.len()].copy_from_slice(name);
+    out[DIRENT_HEADER_SIZE..DIRENT_HEADER_SIZE + name.bytes.len()].copy_from_slice(name.bytes);
 }
 
 /// A linear directory block being filled.
@@ -72,8 +101,8 @@ impl<'a> DirBlock<'a> {
     }
 
     /// Appends an entry; returns `false`, changing nothing, when it does not fit.
-    pub fn push(&mut self, inode: u32, name: &[u8], file_type: FileType) -> bool {
-        let len = rec_len(name.len());
+    pub fn push(&mut self, inode: u32, name: DirName<'_>, file_type: FileType) -> bool {
+        let len = rec_len(name.bytes.len());
         if len > self.space_left() {
             return false;
         }
@@ -95,7 +124,7 @@ impl<'a> DirBlock<'a> {
         let end = self.buf.len() - TAIL_SIZE;
         match self.last {
             Some(at) => LE::write_u16(&mut self.buf[at + 4..], (end - at) as u16),
-            None => encode_dirent(self.buf, 0, end, b"", 0),
+            None => encode_dirent(self.buf, 0, end, DirName::EMPTY, 0),
         }
         write_tail(self.buf, inode_seed);
     }
@@ -124,11 +153,23 @@ mod tests {
     }
 
     #[test]
+    fn names_longer_than_255_bytes_are_refused() {
+        assert!(DirName::new(&[b'a'; 255]).is_some());
+        for len in [256, 257, 258, 300, 2000] {
+            assert_eq!(DirName::new(&vec![b'a'; len]), None, "{len}");
+        }
+        let mut buf = vec![0u8; 1024];
+        let mut b = DirBlock::new(&mut buf);
+        assert!(b.push(2, DirName::new(&[b'z'; 255]).unwrap(), FileType::RegFile));
+        assert_eq!(buf[6], 255);
+    }
+
+    #[test]
     fn last_entry_reaches_the_tail() {
         let mut buf = vec![0u8; 4096];
         let mut b = DirBlock::new(&mut buf);
-        assert!(b.push(2, b".", FileType::Dir));
-        assert!(b.push(2, b"..", FileType::Dir));
+        assert!(b.push(2, DirName::DOT, FileType::Dir));
+        assert!(b.push(2, DirName::DOTDOT, FileType::Dir));
         b.finish(1);
         assert_eq!(LE::read_u16(&buf[4..]), 12);
         assert_eq!(LE::read_u16(&buf[16..]), 4096 - 12 - 12);
@@ -143,7 +184,7 @@ mod tests {
         let mut b = DirBlock::new(&mut buf);
         let name = [b'x'; 255];
         let mut n = 0;
-        while b.push(11, &name, FileType::RegFile) {
+        while b.push(11, DirName::new(&name).unwrap(), FileType::RegFile) {
             n += 1;
         }
         assert_eq!(n, (4096 - 12) / 264);

@@ -5,7 +5,7 @@
 use byteorder::{ByteOrder, LittleEndian as LE};
 
 use super::checksum::ext4_crc32c;
-use super::dir::{encode_dirent, FileType};
+use super::dir::{encode_dirent, DirName, FileType};
 
 /// Offset of `struct dx_countlimit` in the root: after `.`, `..` and `struct dx_root_info`.
 pub const ROOT_COUNT_OFFSET: usize = 0x20;
@@ -82,13 +82,19 @@ pub fn encode_root(
     inode_seed: u32,
 ) {
     block.fill(0);
-    encode_dirent(&mut block[0..], self_ino, 12, b".", FileType::Dir as u8);
+    encode_dirent(
+        &mut block[0..],
+        self_ino,
+        12,
+        DirName::DOT,
+        FileType::Dir as u8,
+    );
     let len = block.len();
     encode_dirent(
         &mut block[12..],
         parent_ino,
         len - 12,
-        b"..",
+        DirName::DOTDOT,
         FileType::Dir as u8,
     );
     // struct dx_root_info at 0x18: reserved_zero, hash_version, info_length, indirect_levels,

@@ -214,8 +214,22 @@ pub fn apply_layers(
                 reads: 0,
                 budget: &mut budget,
             };
-            let (stats, _) = apply_layer(builder, reader)?;
-            let (digests, trailing) = stream.finish()?;
+            let (stats, mut reader) = apply_layer(builder, reader)?;
+            // What follows the end of the archive is read here, within the size limit, so a
+            // stream of padding cannot decompress without bound.
+            let mut trailing = 0u64;
+            let mut buf = vec![0u8; 64 << 10];
+            loop {
+                builder.check_cancel()?;
+                let n = std::io::Read::read(&mut reader, &mut buf)?;
+                if n == 0 {
+                    break;
+                }
+                trailing += buf[..n].iter().filter(|&&b| b != 0).count() as u64;
+            }
+            drop(reader);
+            let (digests, rest) = stream.finish()?;
+            let trailing = trailing + rest;
             if trailing > 0 {
                 builder.warn(format!(
                     "{name}: {trailing} non-zero bytes after the end of the archive were hashed but not read"

@@ -79,9 +79,8 @@ impl BlockAllocator {
     }
 
     /// Hands out up to `want` consecutive blocks (at least one), stopping short of the next
-    /// reserved region.
+    /// reserved region. Asking for none is an error.
     pub fn alloc(&mut self, want: u64) -> Result<Run, OutOfSpace> {
-        debug_assert!(want > 0);
         let (rstart, rend) = self.next_reserved(self.next);
         if self.next >= rstart {
             self.next = rend;
@@ -119,7 +118,10 @@ impl BlockAllocator {
     /// Hands out exactly `n` consecutive blocks, leaving a gap before a reserved region when
     /// they would not fit in front of it.
     pub fn alloc_contiguous(&mut self, n: u64) -> Result<u64, OutOfSpace> {
-        debug_assert!(n > 0 && n <= u64::from(self.bs.blocks_per_group()) - self.reserved);
+        // A run longer than a group's free stretch would never fit: refuse it rather than loop.
+        if n == 0 || n > u64::from(self.bs.blocks_per_group()).saturating_sub(self.reserved) {
+            return Err(OutOfSpace { limit: self.limit });
+        }
         loop {
             let (rstart, rend) = self.next_reserved(self.next);
             if self.next >= rstart {

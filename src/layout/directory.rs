@@ -2,7 +2,7 @@
 //! block is linear; a larger one is a hashed tree (htree): a root block, a level of index nodes
 //! when the root cannot index every leaf, and leaves holding the entries in hash order.
 
-use crate::ext4::dir::{rec_len, DirBlock, FileType, TAIL_SIZE};
+use crate::ext4::dir::{rec_len, DirBlock, DirName, FileType, EXT4_NAME_LEN, TAIL_SIZE};
 use crate::ext4::dirhash::{half_md4, CharSign};
 use crate::ext4::htree::{self, DxEntry, MAX_INDIRECT_LEVELS};
 use crate::ext4::superblock::DX_HASH_HALF_MD4;
@@ -172,6 +172,25 @@ fn fill_leaves(entries: &[Entry<'_>], target: usize) -> Vec<usize> {
     leaf_starts
 }
 
+/// The entry's name as a directory record holds it; a longer name is an error (the tree refuses
+/// such names before they get here).
+fn dir_name<'a>(e: &Entry<'a>) -> std::io::Result<DirName<'a>> {
+    DirName::new(e.name).ok_or_else(|| {
+        std::io::Error::other(crate::Error::limit(format!(
+            "a name of {} bytes is longer than ext4's limit of {EXT4_NAME_LEN}",
+            e.name.len()
+        )))
+    })
+}
+
+/// An entry that does not fit the block its plan gave it: a planning error, never written.
+fn overflow(e: &Entry<'_>) -> std::io::Error {
+    std::io::Error::other(format!(
+        "directory plan error: the entry {:?} does not fit its block",
+        crate::error::show_path(e.name)
+    ))
+}
+
 /// Encodes the planned directory block by block (`bs` bytes each), in logical order, handing
 /// each to `emit`.
 pub fn encode(
@@ -187,11 +206,12 @@ pub fn encode(
     match plan {
         Plan::Linear { blocks } => {
             let mut b = DirBlock::new(&mut block);
-            b.push(self_ino, b".", FileType::Dir);
-            b.push(parent_ino, b"..", FileType::Dir);
+            b.push(self_ino, DirName::DOT, FileType::Dir);
+            b.push(parent_ino, DirName::DOTDOT, FileType::Dir);
             for e in entries {
-                let pushed = b.push(e.ino, e.name, e.file_type);
-                debug_assert!(pushed, "planned linear directory overflows");
+                if !b.push(e.ino, dir_name(e)?, e.file_type) {
+                    return Err(overflow(e));
+                }
             }
             b.finish(inode_seed);
             emit(&block)?;
@@ -252,8 +272,9 @@ pub fn encode(
                 let end = leaf_starts.get(i + 1).copied().unwrap_or(entries.len());
                 let mut b = DirBlock::new(&mut block);
                 for e in &entries[start..end] {
-                    let pushed = b.push(e.ino, e.name, e.file_type);
-                    debug_assert!(pushed, "planned htree leaf overflows");
+                    if !b.push(e.ino, dir_name(e)?, e.file_type) {
+                        return Err(overflow(e));
+                    }
                 }
                 b.finish(inode_seed);
                 emit(&block)?;

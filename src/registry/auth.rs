@@ -131,10 +131,19 @@ impl AuthEnv {
         let data = std::fs::read(&path)
             .map_err(|e| Error::io(format!("cannot read {}", path.display()), e))?;
         let file: AuthFile = serde_json::from_slice(&data).map_err(|e| {
-            // serde_json's message names a line and column, never the content.
+            // Only where and what kind: serde_json's own message can quote the value it met,
+            // which may be a secret.
+            let what = match e.classify() {
+                serde_json::error::Category::Syntax => "a syntax error",
+                serde_json::error::Category::Eof => "an unexpected end",
+                serde_json::error::Category::Data => "a value of the wrong type",
+                serde_json::error::Category::Io => "a read error",
+            };
             Error::invalid(format!(
-                "{} is not a valid credentials file: {e}",
-                path.display()
+                "{} is not a valid credentials file: {what} at line {}, column {}",
+                path.display(),
+                e.line(),
+                e.column()
             ))
         })?;
         file.lookup(registry, &path)
@@ -446,6 +455,28 @@ mod tests {
         let e = env.lookup("r.io").unwrap_err().to_string();
         assert!(e.contains("not base64 of user:password"), "{e}");
         assert!(!e.contains("bm9jb2xvbg"), "{e}");
+    }
+
+    #[test]
+    fn malformed_credentials_files_do_not_leak() {
+        let dir = tempfile::tempdir().unwrap();
+        let env = env_in(dir.path());
+        std::fs::create_dir_all(dir.path().join("home/.docker")).unwrap();
+        // A value of the wrong type (serde quotes it), a secret where a number is wanted, a
+        // secret cut off mid-string, a secret after a syntax error.
+        for text in [
+            r#"{"auths": {"r.io": "s3cr3t-TOKEN"}}"#,
+            r#"{"auths": {"r.io": {"password": ["s3cr3t-TOKEN"]}}}"#,
+            r#"{"auths": {"r.io": {"auth": "s3cr3t-TOKEN"#,
+            r#"{"auths": {"r.io": {"auth": "s3cr3t-TOKEN"}} x}"#,
+            r#"{"credHelpers": {"r.io": 5}, "auths": {"r.io": {"auth": "s3cr3t-TOKEN" "#,
+        ] {
+            std::fs::write(dir.path().join("home/.docker/config.json"), text).unwrap();
+            let e = env.lookup("r.io").unwrap_err().to_string();
+            assert!(e.contains("not a valid credentials file"), "{e}");
+            assert!(e.contains("line 1"), "{e}");
+            assert!(!e.contains("s3cr3t"), "{text}: {e}");
+        }
     }
 
     #[test]

@@ -329,10 +329,18 @@ async fn fetch(session: &Session, cache: &Cache, slot: &Slot, retries: u32) -> R
                     data = &data[n..];
                     skip -= n as u64;
                 }
+                // Never past the declared size: what a registry sends beyond it is not read.
+                let room = slot
+                    .size
+                    .saturating_sub(sink.written + sink.batch.len() as u64);
+                let full = data.len() as u64 >= room;
+                if full {
+                    data = &data[..usize::try_from(room).unwrap_or(data.len())];
+                }
                 if !data.is_empty() {
                     sink.push(data, slot)?;
                 }
-                if slot.size != 0 && sink.written + sink.batch.len() as u64 > slot.size {
+                if full {
                     break;
                 }
             }

@@ -44,6 +44,9 @@ pub struct PullOptions {
     pub concurrency: usize,
     /// A flag that, once set, makes readers waiting on downloads give up.
     pub cancel: Option<Arc<AtomicBool>>,
+    /// The largest layer blob a descriptor may declare (the image's maximum size: a layer
+    /// declared larger is refused before its download).
+    pub max_blob_size: u64,
 }
 
 impl Default for PullOptions {
@@ -57,6 +60,7 @@ impl Default for PullOptions {
             transport: TransportOptions::default(),
             concurrency: 3,
             cancel: None,
+            max_blob_size: u64::MAX,
         }
     }
 }
@@ -208,6 +212,21 @@ impl Puller {
         let mut tar_bytes = 0u64;
         let layers = image_layers(&manifest, &config, |d| {
             let digest = Digest::parse(&d.digest)?;
+            // No layer is empty (an empty tar has 1,024 bytes); a size of 0 would leave the
+            // download unbounded, and one beyond the image's limit would not fit.
+            if d.size == 0 {
+                return Err(Error::corrupt(format!(
+                    "the manifest declares layer {} with a size of 0",
+                    d.digest
+                )));
+            }
+            if d.size > self.options.max_blob_size {
+                return Err(Error::limit(format!(
+                    "the manifest declares layer {} of {} bytes, more than the maximum image \
+                     size of {} bytes",
+                    d.digest, d.size, self.options.max_blob_size
+                )));
+            }
 
             let slot = slots
                 .entry(digest)

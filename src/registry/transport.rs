@@ -574,6 +574,9 @@ impl Session {
 
 /// Exchanges an identity (refresh) token for an access token at the registry's token service,
 /// as Docker does (OAuth2 `grant_type=refresh_token`).
+/// The largest token service answer read.
+const MAX_TOKEN_RESPONSE: usize = 1 << 20;
+
 async fn exchange_identity_token(
     http: &reqwest::Client,
     scheme: &str,
@@ -629,12 +632,23 @@ async fn exchange_identity_token(
             ))
         })?;
     let status = resp.status();
-    let text = resp.text().await.map_err(|e| {
+    // Read as it streams, never past MAX_TOKEN_RESPONSE.
+    let mut resp = resp;
+    let mut body = Vec::new();
+    while let Some(chunk) = resp.chunk().await.map_err(|e| {
         fail(format!(
             "the token service of {host} failed: {}",
             root_cause(&e)
         ))
-    })?;
+    })? {
+        body.extend_from_slice(&chunk);
+        if body.len() > MAX_TOKEN_RESPONSE {
+            return Err(fail(format!(
+                "the token service of {host} answered more than {MAX_TOKEN_RESPONSE} bytes"
+            )));
+        }
+    }
+    let text = String::from_utf8_lossy(&body);
     if !status.is_success() {
         return Err(fail(format!(
             "the token service of {host} refused the identity token (HTTP {})",
@@ -706,6 +720,11 @@ mod tests {
 
     /// Answers two HTTP requests: the registry's challenge, then the token service.
     fn fake_token_service() -> (String, std::thread::JoinHandle<String>) {
+        fake_token_service_answering(r#"{"access_token":"access-123"}"#.to_string())
+    }
+
+    /// [`fake_token_service`], the token service answering `json`.
+    fn fake_token_service_answering(json: String) -> (String, std::thread::JoinHandle<String>) {
         use std::io::{BufRead, BufReader, Read, Write};
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = listener.local_addr().unwrap().to_string();
@@ -737,13 +756,13 @@ mod tests {
                     )
                 } else {
                     body_seen = String::from_utf8(body).unwrap();
-                    let json = r#"{"access_token":"access-123"}"#;
                     format!(
                         "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{json}",
                         json.len()
                     )
                 };
-                stream.write_all(response.as_bytes()).unwrap();
+                // The client may stop reading an answer it finds too long.
+                let _ = stream.write_all(response.as_bytes());
             }
             body_seen
         });
@@ -776,6 +795,27 @@ mod tests {
             "{body}"
         );
         assert!(body.contains("service=fake"), "{body}");
+    }
+
+    #[test]
+    fn token_answers_are_read_up_to_a_limit() {
+        let json = format!(
+            r#"{{"access_token":"access-123","padding":"{}"}}"#,
+            " ".repeat(2 << 20)
+        );
+        let (addr, server) = fake_token_service_answering(json);
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let http = reqwest_client(&[]).unwrap();
+        let e = rt
+            .block_on(exchange_identity_token(
+                &http, "http", &addr, "org/app", "refresh",
+            ))
+            .unwrap_err();
+        assert!(e.to_string().contains("more than 1048576 bytes"), "{e}");
+        let _ = server.join();
     }
 
     #[test]

@@ -151,19 +151,37 @@ pub fn estimate_expanded_by_type(media_type: &str, size: u64) -> u64 {
     }
 }
 
+/// The largest zstd window accepted when the frame does not state its content size (128 MiB,
+/// what `zstd --long` uses).
+const ZSTD_WINDOW_LOG_UNSIZED: u32 = 27;
+
+/// The zstd window (as a power of two) a stream starting with `head` may use: what its stated
+/// content size needs (at least 8 MiB, a level-19 window), else [`ZSTD_WINDOW_LOG_UNSIZED`].
+fn zstd_window_log_max(head: &[u8]) -> u32 {
+    match zstd_content_size(head) {
+        Some(size) => (u64::BITS - size.saturating_sub(1).leading_zeros()).clamp(23, 31),
+        None => ZSTD_WINDOW_LOG_UNSIZED,
+    }
+}
+
 /// Wraps `reader` in the decoder for `compression`.
 pub fn decoder<'a, R: BufRead + 'a>(
-    reader: R,
+    mut reader: R,
     compression: Compression,
 ) -> Result<Box<dyn Read + 'a>> {
     Ok(match compression {
         Compression::None => Box::new(reader),
         Compression::Gzip => Box::new(flate2::bufread::MultiGzDecoder::new(reader)),
         Compression::Zstd => {
+            let window_log = zstd_window_log_max(
+                reader
+                    .fill_buf()
+                    .map_err(|e| Error::io("cannot read the layer", e))?,
+            );
             let mut d = zstd::stream::read::Decoder::with_buffer(reader)
                 .map_err(|e| Error::io("cannot start zstd", e))?;
-            // Layers are one stream; window sizes up to 2 GiB are allowed by the format.
-            d.window_log_max(31)
+            // The format allows windows of up to 2 GiB: no more memory than the content needs.
+            d.window_log_max(window_log)
                 .map_err(|e| Error::io("cannot configure zstd", e))?;
             Box::new(d)
         }

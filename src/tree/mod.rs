@@ -10,10 +10,11 @@
 
 pub mod path;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 
 use crate::entry::{Timestamp, Xattr};
 use crate::error::{Error, Result};
+use crate::ext4::dir::EXT4_NAME_LEN;
 use crate::ext4::extent::Extent;
 use crate::ext4::inode::EXT4_LINK_MAX;
 
@@ -203,6 +204,13 @@ pub struct Tree {
     give_ways: BTreeMap<NodeId, GiveWay>,
     /// Give-ways whose directory went again before anything accounted for it.
     unjustified: Vec<GiveWay>,
+    /// Give-ways made since the last [`Tree::label_give_ways`], waiting for their entry.
+    unlabeled: Vec<NodeId>,
+    /// Nodes a whiteout of the current layer already went through: nothing of a lower layer is
+    /// left in or below them, so another whiteout there has nothing to do.
+    whited: HashSet<NodeId>,
+    /// Directories an opaque marker of the current layer already cleared of lower children.
+    opaqued: HashSet<NodeId>,
 }
 
 /// The result of one step of a path walk.
@@ -236,6 +244,9 @@ impl Tree {
             freed: Vec::new(),
             give_ways: BTreeMap::new(),
             unjustified: Vec::new(),
+            unlabeled: Vec::new(),
+            whited: HashSet::new(),
+            opaqued: HashSet::new(),
         }
     }
 
@@ -397,12 +408,18 @@ impl Tree {
             self.remove_child(cur, name);
         }
         match create {
+            Some(_) if name.len() > EXT4_NAME_LEN => Err(Error::limit(format!(
+                "a name of {} bytes in a parent path, from a symbolic link's target, is longer \
+                 than ext4's limit of {EXT4_NAME_LEN}",
+                name.len()
+            ))),
             Some((attrs, layer)) => {
                 let inode = self.new_inode(InodeData::new(Kind::Dir, attrs.clone(), Content::None));
                 let dir = self.attach(cur, name, inode, true, 0, layer);
                 if existing.is_some() {
                     let name = name.into();
                     self.give_ways.insert(dir, GiveWay { name, entry: None });
+                    self.unlabeled.push(dir);
                 }
                 Ok(Step::Dir(dir))
             }
@@ -555,6 +572,9 @@ impl Tree {
         if let Some(g) = self.give_ways.remove(&node) {
             self.unjustified.push(g);
         }
+        // The id may be reused for another node of this layer.
+        self.whited.remove(&node);
+        self.opaqued.remove(&node);
         let inode = self.nodes[node as usize].inode;
         let data = &mut self.inodes[inode as usize];
         data.links -= 1;
@@ -595,6 +615,10 @@ impl Tree {
             let Some(node) = self.child(dir, &name) else {
                 continue;
             };
+            if self.whited.contains(&node) {
+                // Went through already in this layer: what is there now is all this layer's.
+                continue;
+            }
             let n = &self.nodes[node as usize];
             if n.touched == layer {
                 self.give_ways.remove(&node);
@@ -602,11 +626,13 @@ impl Tree {
                 if n.given != layer {
                     self.inode_mut(node).attrs = implicit.clone();
                 }
-                if self.is_dir(node) {
+                // Below a directory an opaque marker cleared, every child was gone through.
+                if self.is_dir(node) && !self.opaqued.contains(&node) {
                     let names: Vec<Box<[u8]>> =
                         self.children(node).map(|(k, _)| k.into()).collect();
                     work.extend(names.into_iter().map(|k| (node, k)));
                 }
+                self.whited.insert(node);
             } else {
                 self.remove_child(dir, &name);
             }
@@ -616,8 +642,10 @@ impl Tree {
     /// Names `entry` as the one that needed the directories the last walk made where lower
     /// non-directories stood.
     pub fn label_give_ways(&mut self, entry: &[u8]) {
-        for g in self.give_ways.values_mut().filter(|g| g.entry.is_none()) {
-            g.entry = Some(entry.into());
+        for node in self.unlabeled.drain(..) {
+            if let Some(g) = self.give_ways.get_mut(&node) {
+                g.entry.get_or_insert_with(|| entry.into());
+            }
         }
     }
 
@@ -632,6 +660,9 @@ impl Tree {
             .chain(std::mem::take(&mut self.give_ways).into_values())
             .next();
         self.unjustified.clear();
+        self.unlabeled.clear();
+        self.whited.clear();
+        self.opaqued.clear();
         match first {
             None => Ok(()),
             Some(g) => {
@@ -651,9 +682,13 @@ impl Tree {
     /// Applies an opaque marker on directory `dir` for `layer`: every child from lower layers
     /// is whited out.
     pub fn make_opaque(&mut self, dir: NodeId, layer: u32, implicit: &Attrs) {
-        let names: Vec<Box<[u8]>> = self.children(dir).map(|(k, _)| k.into()).collect();
-        for name in names {
-            self.whiteout_child(dir, &name, layer, implicit);
+        // A second marker (or one in a directory a whiteout went through) finds nothing lower.
+        if !self.opaqued.contains(&dir) && !self.whited.contains(&dir) {
+            let names: Vec<Box<[u8]>> = self.children(dir).map(|(k, _)| k.into()).collect();
+            for name in names {
+                self.whiteout_child(dir, &name, layer, implicit);
+            }
+            self.opaqued.insert(dir);
         }
         self.mark_touched(dir, layer);
     }
@@ -765,6 +800,21 @@ mod tests {
         t.insert(ROOT, b"b", symlink("a"), 1);
         let err = t.resolve_dir(&[b"a", b"x"], None, 40).unwrap_err();
         assert_eq!(err.kind(), crate::ErrorKind::LimitExceeded);
+    }
+
+    #[test]
+    fn names_made_from_symlink_targets_are_held_to_255_bytes() {
+        let mut t = Tree::new(attrs(0o755));
+        let create = Some((&attrs(0o755), 1));
+        for len in [256, 257, 258, 300] {
+            t.insert(ROOT, b"l", symlink(&"A".repeat(len)), 1);
+            let err = t.resolve_dir(&[b"l"], create, 40).unwrap_err();
+            assert_eq!(err.kind(), crate::ErrorKind::LimitExceeded, "{len}");
+            assert!(err.to_string().contains(&format!("{len} bytes")), "{err}");
+            assert_eq!(names(&t, ROOT), ["l"]);
+        }
+        t.insert(ROOT, b"l", symlink(&"A".repeat(255)), 1);
+        assert!(t.resolve_dir(&[b"l"], create, 40).unwrap().is_some());
     }
 
     #[test]

@@ -648,13 +648,24 @@ impl Pusher {
 
     /// Pushes an image's blobs and manifest (by digest); returns (manifest bytes, media type).
     fn image(&self, repo: &str, image: &PushImage) -> (Vec<u8>, String) {
+        self.image_declaring(repo, image, &|_, size| size)
+    }
+
+    /// [`Pusher::image`], with the manifest declaring `size_of(index, size)` for each layer.
+    fn image_declaring(
+        &self,
+        repo: &str,
+        image: &PushImage,
+        size_of: &dyn Fn(usize, u64) -> u64,
+    ) -> (Vec<u8>, String) {
         let r = self.reference(repo, "x");
         self.login(&r);
         let mut layers = Vec::new();
         let mut diff_ids = Vec::new();
-        for (blob, media, tar) in &image.spec.layers {
+        for (i, (blob, media, tar)) in image.spec.layers.iter().enumerate() {
             let d = self.blob(&r, blob);
-            layers.push(serde_json::json!({"mediaType": media, "digest": d, "size": blob.len()}));
+            let size = size_of(i, blob.len() as u64);
+            layers.push(serde_json::json!({"mediaType": media, "digest": d, "size": size}));
             diff_ids.push(digest(tar));
         }
         let mut config = serde_json::json!({
@@ -685,6 +696,18 @@ impl Pusher {
         let by_digest = Reference::with_digest(self.addr.clone(), repo.to_string(), md);
         self.manifest(&by_digest, &manifest, mt);
         (manifest, mt.to_string())
+    }
+
+    /// Pushes one image as `repo:tag` with a manifest declaring other layer sizes.
+    pub fn push_declaring(
+        &self,
+        repo: &str,
+        tag: &str,
+        image: &PushImage,
+        size_of: &dyn Fn(usize, u64) -> u64,
+    ) {
+        let (manifest, mt) = self.image_declaring(repo, image, size_of);
+        self.manifest(&self.reference(repo, tag), &manifest, &mt);
     }
 
     /// Pushes one image as `repo:tag`; returns its manifest digest.
