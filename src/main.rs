@@ -17,19 +17,65 @@ use oci2ext4::source::{self, Plan};
 use oci2ext4::{ImageBuilder, Summary};
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
-    let result = match cli.command {
-        Command::Build(args) => build(args),
-        #[cfg(feature = "registry")]
-        Command::Pull(args) => pull(args),
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => return bad_usage(e),
     };
+    let json = match &cli.command {
+        Command::Build(args) => args.image.json,
+        #[cfg(feature = "registry")]
+        Command::Pull(args) => args.image.json,
+        _ => false,
+    };
+    let result = cli::logging::init(cli.verbose)
+        .map_err(|message| Failure { message, code: 2 })
+        .and_then(|()| match cli.command {
+            Command::Build(args) => build(args),
+            #[cfg(feature = "registry")]
+            Command::Pull(args) => pull(args),
+            Command::Completions { shell } => {
+                cli::completions::completions(shell);
+                Ok(())
+            }
+            Command::Man { out } => cli::completions::man(out.as_deref()),
+        });
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(f) => {
             eprintln!("oci2ext4: error: {}", f.message);
+            if json {
+                cli::json::print_error(&f);
+            }
             ExitCode::from(u8::try_from(f.code).unwrap_or(1))
         }
     }
+}
+
+/// A command line clap refuses: its message (and with `--json`, the error object too).
+fn bad_usage(e: clap::Error) -> ExitCode {
+    use clap::error::ErrorKind;
+    let asked_json = std::env::args_os().any(|a| a == "--json");
+    let is_error = !matches!(
+        e.kind(),
+        ErrorKind::DisplayHelp
+            | ErrorKind::DisplayVersion
+            | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand
+    );
+    if !(asked_json && is_error) {
+        e.exit();
+    }
+    let _ = e.print();
+    let text = e.render().to_string();
+    let message = text
+        .lines()
+        .next()
+        .map_or("invalid command line", |l| l.trim_start_matches("error: "))
+        .to_string();
+    cli::json::print_error(&Failure {
+        message,
+        code: e.exit_code(),
+    });
+    ExitCode::from(u8::try_from(e.exit_code()).unwrap_or(2))
 }
 
 /// Sets a flag on SIGINT and SIGTERM; the build checks it and removes its output.
@@ -209,6 +255,7 @@ fn report(
             })
             .collect();
         let mut out = serde_json::json!({
+            "schema": cli::json::SCHEMA,
             "output": args.output.display().to_string(),
             "image_digest": image_digest,
             "summary": summary,

@@ -609,6 +609,81 @@ fn basic_auth_from_every_credential_source() {
     );
 }
 
+/// Each registry's credentials come from the file that has them (a Docker config that names
+/// other registries no longer hides a `podman login`), and `--authfile` is the only file read.
+#[test]
+fn credentials_per_registry_and_authfile() {
+    let htpasswd = Setup {
+        htpasswd: true,
+        tls: None,
+    };
+    let Some(Pushed { reg, want, .. }) =
+        Pushed::start_with("registry authfile", htpasswd, "private/img", "per-registry")
+    else {
+        return;
+    };
+    let s = Scratch::new();
+    let reference = format!("{}/private/img:v1", reg.addr);
+    let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
+    let good = b64(&format!("{USER}:{PASSWORD}"));
+    let wrong = b64(&format!("{USER}:not-the-Password-456"));
+    let pull = |name: &str, extra: &[&str]| {
+        let out = s.out(name);
+        let o = s.pull_http(&reference, &out, &[&["-q"], extra].concat());
+        (o, out)
+    };
+    // A docker login for another registry only, a podman login for this one.
+    write_json(
+        &s.path("home/.docker/config.json"),
+        serde_json::json!({"auths": {"other.example": {"auth": wrong}}}),
+    );
+    let containers = s.path("home/.config/containers/auth.json");
+    write_json(
+        &containers,
+        serde_json::json!({"auths": {reg.addr.clone(): {"auth": good}}}),
+    );
+    let (o, out) = pull("fall-through.ext4", &["-v"]);
+    ok(&o);
+    check_image(&out, &want, NO_RW);
+    // -v says which file the credentials came from, and never what they are.
+    let log = String::from_utf8_lossy(&o.stderr);
+    assert!(log.contains(containers.to_str().unwrap()), "{log}");
+    assert!(!log.contains(&good) && !log.contains(PASSWORD), "{log}");
+
+    // --authfile is the only file read: one without this registry means anonymous (refused),
+    // though ~/.config/containers/auth.json has it.
+    let elsewhere = s.path("elsewhere.json");
+    write_json(
+        &elsewhere,
+        serde_json::json!({"auths": {"other.example": {"auth": good}}}),
+    );
+    let (o, out) = pull(
+        "authfile-other.ext4",
+        &["--authfile", elsewhere.to_str().unwrap()],
+    );
+    failed(&o, 8, &[&reference, "requires authentication"], &out);
+    // One with it wins over a Docker config holding a wrong password for this registry.
+    write_json(
+        &s.path("home/.docker/config.json"),
+        serde_json::json!({"auths": {reg.addr.clone(): {"auth": wrong}}}),
+    );
+    let given = s.path("given.json");
+    write_json(
+        &given,
+        serde_json::json!({"auths": {reg.addr.clone(): {"auth": good}}}),
+    );
+    let (o, out) = pull("authfile.ext4", &["--authfile", given.to_str().unwrap()]);
+    ok(&o);
+    check_image(&out, &want, NO_RW);
+    // A missing --authfile is an invalid argument, not anonymous access.
+    let missing = s.path("missing.json");
+    let (o, out) = pull(
+        "authfile-missing.ext4",
+        &["--authfile", missing.to_str().unwrap()],
+    );
+    failed(&o, 2, &["missing.json"], &out);
+}
+
 #[test]
 fn registry_stopped_mid_layer_leaves_nothing_behind() {
     let Some(Pushed { reg, image, .. }) = Pushed::start("registry cut", "cut/img", "big") else {
