@@ -230,9 +230,11 @@ impl Progress for Bars {
 impl Bars {
     /// The plain line for a layer applied: which, how big, whence, what it held.
     fn done_line(&self, index: usize, report: &LayerReport) -> String {
-        let n = match self.downloads.len() {
-            0 => format!("{}", index + 1),
-            total => format!("{}/{total}", index + 1),
+        // A pulled layer's name already says which of how many it is.
+        let which = if self.downloads.is_empty() {
+            format!("layer {} {}", index + 1, short(&report.name))
+        } else {
+            short(&report.name)
         };
         let whence = match self.downloads.get(index).map(|cached| cached()) {
             Some(true) => ", from the cache",
@@ -240,8 +242,7 @@ impl Bars {
             None => "",
         };
         format!(
-            "layer {n} {}: {} {}{whence}, {} entries, {} files, {} whiteouts: applied",
-            short(&report.name),
+            "{which}: {} {}{whence}, {} entries, {} files, {} whiteouts: applied",
             human(report.blob_size),
             report.compression.name(),
             report.stats.entries,
