@@ -2,6 +2,7 @@
 
 mod cli;
 
+use std::io::Write as _;
 use std::process::ExitCode;
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
@@ -33,10 +34,7 @@ fn main() -> ExitCode {
             Command::Build(args) => build(args),
             #[cfg(feature = "registry")]
             Command::Pull(args) => pull(args),
-            Command::Completions { shell } => {
-                cli::completions::completions(shell);
-                Ok(())
-            }
+            Command::Completions { shell } => cli::completions::completions(shell),
             Command::Man { out } => cli::completions::man(out.as_deref()),
         });
     match result {
@@ -273,7 +271,12 @@ fn report(
                 "cached_blobs": p.blobs_cached,
             });
         }
-        println!("{}", serde_json::to_string_pretty(&out).unwrap_or_default());
+        // A reader that went away (`| head`) is not worth a panic.
+        let _ = writeln!(
+            std::io::stdout().lock(),
+            "{}",
+            serde_json::to_string_pretty(&out).unwrap_or_default()
+        );
     } else if !args.quiet {
         let used_pct = 100.0 * summary.blocks_used as f64 / summary.blocks_count.max(1) as f64;
         let pulled = pull.map_or_else(String::new, |p| {

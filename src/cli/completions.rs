@@ -7,9 +7,18 @@ use clap::CommandFactory;
 use super::{Cli, Failure};
 
 /// Prints the completion script for `shell` on stdout.
-pub fn completions(shell: clap_complete::Shell) {
+pub fn completions(shell: clap_complete::Shell) -> Result<(), Failure> {
+    use std::io::Write;
     let mut cmd = Cli::command();
-    clap_complete::generate(shell, &mut cmd, "oci2ext4", &mut std::io::stdout());
+    let mut script = Vec::new();
+    clap_complete::generate(shell, &mut cmd, "oci2ext4", &mut script);
+    std::io::stdout()
+        .lock()
+        .write_all(&script)
+        .map_err(|e| Failure {
+            message: format!("cannot write the completion script: {e}"),
+            code: 7,
+        })
 }
 
 /// Prints the manual page on stdout, or writes one page per command into `dir`.
