@@ -2,6 +2,7 @@
 
 mod cli;
 
+use std::io::Write as _;
 use std::process::ExitCode;
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
@@ -19,20 +20,63 @@ use oci2ext4::source::{self, Plan};
 use oci2ext4::{ImageBuilder, Summary};
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
-    let interrupt = Interrupt::install();
-    let result = match cli.command {
-        Command::Build(args) => build(args, &interrupt),
-        #[cfg(feature = "registry")]
-        Command::Pull(args) => pull(args, &interrupt),
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => return bad_usage(e),
     };
+    let json = match &cli.command {
+        Command::Build(args) => args.image.json,
+        #[cfg(feature = "registry")]
+        Command::Pull(args) => args.image.json,
+        _ => false,
+    };
+    let interrupt = Interrupt::install();
+    let result = cli::logging::init(cli.verbose)
+        .map_err(|message| Failure { message, code: 2 })
+        .and_then(|()| match cli.command {
+            Command::Build(args) => build(args, &interrupt),
+            #[cfg(feature = "registry")]
+            Command::Pull(args) => pull(args, &interrupt),
+            Command::Completions { shell } => cli::completions::completions(shell),
+            Command::Man { out } => cli::completions::man(out.as_deref()),
+        });
     match interrupt.outcome(result) {
         Ok(()) => ExitCode::SUCCESS,
         Err(f) => {
             eprintln!("oci2ext4: error: {}", escape(&f.message));
+            if json {
+                cli::json::print_error(&f);
+            }
             ExitCode::from(u8::try_from(f.code).unwrap_or(1))
         }
     }
+}
+
+/// A command line clap refuses: its message (and with `--json`, the error object too).
+fn bad_usage(e: clap::Error) -> ExitCode {
+    use clap::error::ErrorKind;
+    let asked_json = std::env::args_os().any(|a| a == "--json");
+    let is_error = !matches!(
+        e.kind(),
+        ErrorKind::DisplayHelp
+            | ErrorKind::DisplayVersion
+            | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand
+    );
+    if !(asked_json && is_error) {
+        e.exit();
+    }
+    let _ = e.print();
+    let text = e.render().to_string();
+    let message = text
+        .lines()
+        .next()
+        .map_or("invalid command line", |l| l.trim_start_matches("error: "))
+        .to_string();
+    cli::json::print_error(&Failure {
+        message,
+        code: e.exit_code(),
+    });
+    ExitCode::from(u8::try_from(e.exit_code()).unwrap_or(2))
 }
 
 fn build(args: BuildArgs, interrupt: &Interrupt) -> Result<(), Failure> {
@@ -230,6 +274,7 @@ fn report(
             })
             .collect();
         let mut out = serde_json::json!({
+            "schema": cli::json::SCHEMA,
             "output": args.output.display().to_string(),
             "image_digest": image_digest,
             "summary": summary,
@@ -258,7 +303,12 @@ fn report(
             });
         }
         escape_json(&mut out);
-        println!("{}", serde_json::to_string_pretty(&out).unwrap_or_default());
+        // A reader that went away (`| head`) is not worth a panic.
+        let _ = writeln!(
+            std::io::stdout().lock(),
+            "{}",
+            serde_json::to_string_pretty(&out).unwrap_or_default()
+        );
     } else if !args.quiet {
         let used_pct = 100.0 * summary.blocks_used as f64 / summary.blocks_count.max(1) as f64;
         let read = origin.map_or_else(String::new, |o| match &o.platform {

@@ -133,8 +133,10 @@ fn failed(o: &Output, code: i32, words: &[&str], out: &Path) -> String {
     let err = String::from_utf8_lossy(&o.stderr).into_owned();
     eprintln!("expected failure: {}", err.trim_end());
     assert_eq!(o.status.code(), Some(code), "{err}");
+    // Lines for the layers applied before the failure may come first (stderr is not a
+    // terminal); the error itself is one line.
     assert_eq!(
-        err.trim_end().lines().count(),
+        err.lines().filter(|l| !l.starts_with("layer ")).count(),
         1,
         "one line expected: {err}"
     );
@@ -607,6 +609,114 @@ fn basic_auth_from_every_credential_source() {
         !err.contains(wrong) && !err.contains(&b64(&format!("{USER}:{wrong}"))),
         "{err}"
     );
+}
+
+/// Each registry's credentials come from the file that has them (a Docker config that names
+/// other registries no longer hides a `podman login`), and `--authfile` is the only file read.
+#[test]
+fn credentials_per_registry_and_authfile() {
+    let htpasswd = Setup {
+        htpasswd: true,
+        tls: None,
+    };
+    let Some(Pushed { reg, want, .. }) =
+        Pushed::start_with("registry authfile", htpasswd, "private/img", "per-registry")
+    else {
+        return;
+    };
+    let s = Scratch::new();
+    let reference = format!("{}/private/img:v1", reg.addr);
+    let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
+    let good = b64(&format!("{USER}:{PASSWORD}"));
+    let wrong = b64(&format!("{USER}:not-the-Password-456"));
+    let pull = |name: &str, extra: &[&str]| {
+        let out = s.out(name);
+        let o = s.pull_http(&reference, &out, extra);
+        (o, out)
+    };
+    // A docker login for another registry only, a podman login for this one.
+    write_json(
+        &s.path("home/.docker/config.json"),
+        serde_json::json!({"auths": {"other.example": {"auth": wrong}}}),
+    );
+    let containers = s.path("home/.config/containers/auth.json");
+    write_json(
+        &containers,
+        serde_json::json!({"auths": {reg.addr.clone(): {"auth": good}}}),
+    );
+    let (o, out) = pull("fall-through.ext4", &["-v"]);
+    ok(&o);
+    check_image(&out, &want, NO_RW);
+    // -v says which file the credentials came from, and never what they are.
+    let log = String::from_utf8_lossy(&o.stderr);
+    assert!(log.contains(containers.to_str().unwrap()), "{log}");
+    assert!(!log.contains(&good) && !log.contains(PASSWORD), "{log}");
+    // stderr is a pipe: a plain line per layer, each downloaded this time, from the cache the
+    // next.
+    let layer_lines = |log: &str, whence: &str| {
+        let lines: Vec<String> = log
+            .lines()
+            .filter(|l| l.starts_with("layer "))
+            .map(str::to_string)
+            .collect();
+        assert!(!lines.is_empty(), "{log}");
+        for (i, l) in lines.iter().enumerate() {
+            let n = format!("layer {}/{} ", i + 1, lines.len());
+            assert!(l.starts_with(&n) && l.contains(whence), "{l}");
+        }
+    };
+    layer_lines(&log, ", downloaded, ");
+    let (o, _) = pull("again.ext4", &[]);
+    ok(&o);
+    layer_lines(&String::from_utf8_lossy(&o.stderr), ", from the cache, ");
+
+    // --authfile is the only file read: one without this registry means anonymous (refused),
+    // though ~/.config/containers/auth.json has it.
+    let elsewhere = s.path("elsewhere.json");
+    write_json(
+        &elsewhere,
+        serde_json::json!({"auths": {"other.example": {"auth": good}}}),
+    );
+    let (o, out) = pull(
+        "authfile-other.ext4",
+        &["--authfile", elsewhere.to_str().unwrap(), "--json"],
+    );
+    let err = failed(&o, 8, &[&reference, "requires authentication"], &out);
+    // With --json, the same failure as an object on stdout.
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["schema"], 1);
+    assert_eq!(v["error"]["class"], "registry");
+    assert_eq!(v["error"]["exit"], 8);
+    assert_eq!(
+        format!(
+            "oci2ext4: error: {}",
+            v["error"]["message"].as_str().unwrap()
+        ),
+        err.trim_end()
+    );
+    // One with it wins over a Docker config holding a wrong password for this registry.
+    write_json(
+        &s.path("home/.docker/config.json"),
+        serde_json::json!({"auths": {reg.addr.clone(): {"auth": wrong}}}),
+    );
+    let given = s.path("given.json");
+    write_json(
+        &given,
+        serde_json::json!({"auths": {reg.addr.clone(): {"auth": good}}}),
+    );
+    let (o, out) = pull(
+        "authfile.ext4",
+        &["-q", "--authfile", given.to_str().unwrap()],
+    );
+    ok(&o);
+    check_image(&out, &want, NO_RW);
+    // A missing --authfile is an invalid argument, not anonymous access.
+    let missing = s.path("missing.json");
+    let (o, out) = pull(
+        "authfile-missing.ext4",
+        &["-q", "--authfile", missing.to_str().unwrap()],
+    );
+    failed(&o, 2, &["missing.json"], &out);
 }
 
 #[test]

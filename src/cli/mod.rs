@@ -1,6 +1,10 @@
 //! The command line: arguments in, library calls, a summary out.
 
+pub mod completions;
 pub mod escape;
+pub mod help;
+pub mod json;
+pub mod logging;
 pub mod progress;
 pub mod signals;
 pub mod units;
@@ -14,8 +18,12 @@ use oci2ext4::{BlockSize, BuildOptions, ErrorKind, Headroom, Timestamp};
 
 /// Turn container images into bootable ext4 filesystem images.
 #[derive(Parser, Debug)]
-#[command(name = "oci2ext4", version, about, long_about = None)]
+#[command(name = "oci2ext4", version, about, long_about = None, after_help = help::AFTER_HELP)]
 pub struct Cli {
+    /// Log what happens on stderr: -v informs, -vv debugs, -vvv traces (RUST_LOG, as
+    /// "oci2ext4=debug,warn", overrides).
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    pub verbose: u8,
     /// What to do.
     #[command(subcommand)]
     pub command: Command,
@@ -27,12 +35,27 @@ pub enum Command {
     /// Build an image from a local source: an OCI layout directory (DIR, DIR:TAG or
     /// DIR@sha256:...), a `docker save` archive, a root filesystem tar (plain, gzip or zstd),
     /// or a directory. With --layer, apply layer tars in order instead.
+    #[command(after_help = help::AFTER_HELP)]
     Build(BuildArgs),
     /// Pull an image from a registry and build it. REF is read as Docker reads it: `alpine`
     /// is docker.io/library/alpine:latest; `ghcr.io/org/app:v1`, `localhost:5000/app@sha256:...`.
     /// Blobs are cached (an OCI image layout) and downloaded only once.
     #[cfg(feature = "registry")]
+    #[command(after_help = help::AFTER_HELP)]
     Pull(PullArgs),
+    /// Print a shell completion script on stdout (e.g. `oci2ext4 completions bash >
+    /// /usr/share/bash-completion/completions/oci2ext4`).
+    Completions {
+        /// The shell.
+        #[arg(value_name = "SHELL")]
+        shell: clap_complete::Shell,
+    },
+    /// Print the manual page (roff) on stdout, or write one page per command into a directory.
+    Man {
+        /// Write oci2ext4.1, oci2ext4-build.1, ... into this directory.
+        #[arg(long, value_name = "DIR")]
+        out: Option<PathBuf>,
+    },
 }
 
 /// Arguments of `pull`.
@@ -53,6 +76,10 @@ pub struct PullArgs {
     /// Read the registry password (or token) from standard input.
     #[arg(long)]
     pub password_stdin: bool,
+    /// The credentials file (Docker's config.json or containers' auth.json form) to read
+    /// instead of the usual places.
+    #[arg(long, value_name = "FILE")]
+    pub authfile: Option<PathBuf>,
     /// The blob cache (default: $XDG_CACHE_HOME/oci2ext4, or ~/.cache/oci2ext4).
     #[arg(long, value_name = "DIR")]
     pub cache_dir: Option<PathBuf>,
@@ -242,6 +269,7 @@ pub fn choose_block_size(
         BlockSizeArg::Fixed(bs) => bs,
         BlockSizeArg::Auto => opts.block_size_for_content(content_bytes()),
     };
+    tracing::info!(block_size = opts.block_size.bytes(), "block size");
 }
 
 fn parse_uuid(s: &str, what: &str) -> Result<[u8; 16], Failure> {
@@ -283,7 +311,10 @@ pub fn pull_options(
         cache_dir: args.cache_dir.clone(),
         offline: args.offline,
         credentials,
-        auth_env: None,
+        auth_env: args.authfile.clone().map(|f| oci2ext4::registry::AuthEnv {
+            auth_file: Some(f),
+            ..oci2ext4::registry::AuthEnv::from_process()
+        }),
         transport: TransportOptions {
             plain_http: args.plain_http,
             insecure_registries: args.insecure_registries.clone(),

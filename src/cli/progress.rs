@@ -1,5 +1,6 @@
 //! Progress on a terminal: one bar per layer. For `build`, the bytes of each blob read; for
 //! `pull`, the bytes of each blob downloaded (and its rate) with the bytes applied so far.
+//! When stderr is not a terminal (a CI log, a pipe), one plain line per layer applied instead.
 
 use std::io::IsTerminal;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
@@ -13,9 +14,13 @@ use oci2ext4::layer::{LayerReport, Progress};
 
 use super::units::human;
 
-/// Progress bars on stderr when it is a terminal, nothing otherwise.
+/// Progress bars on stderr when it is a terminal, plain lines otherwise.
 pub struct Bars {
     multi: Option<MultiProgress>,
+    /// One line per layer applied (stderr is not a terminal).
+    lines: bool,
+    /// With downloads: one per layer, telling whether it came from the cache.
+    downloads: Vec<Box<dyn Fn() -> bool + Send>>,
     bars: Vec<ProgressBar>,
     /// With downloads: what each layer's line shows besides the download, kept by the layer
     /// callbacks and drawn by the ticker thread.
@@ -57,12 +62,15 @@ fn download_message(
 }
 
 impl Bars {
-    /// Bars unless `quiet` or stderr is not a terminal.
+    /// Nothing when `quiet`; else bars when stderr is a terminal, plain lines when not.
     pub fn new(quiet: bool) -> Self {
-        let multi = (!quiet && std::io::stderr().is_terminal())
+        let terminal = std::io::stderr().is_terminal();
+        let multi = (!quiet && terminal)
             .then(|| MultiProgress::with_draw_target(ProgressDrawTarget::stderr_with_hz(8)));
         Bars {
             multi,
+            lines: !quiet && !terminal,
+            downloads: Vec::new(),
             bars: Vec::new(),
             views: Vec::new(),
             ticker: None,
@@ -74,6 +82,13 @@ impl Bars {
     /// [`Bars::clear`].
     #[cfg(feature = "registry")]
     pub fn watch_downloads(&mut self, downloads: &[oci2ext4::registry::LayerDownload]) {
+        self.downloads = downloads
+            .iter()
+            .map(|d| {
+                let d = d.clone();
+                Box::new(move || d.progress().cached) as Box<dyn Fn() -> bool + Send>
+            })
+            .collect();
         let Some(m) = &self.multi else { return };
         let style = ProgressStyle::with_template(
             "{prefix:>12} [{bar:30}] {bytes:>10}/{total_bytes:<10} {msg}",
@@ -161,6 +176,7 @@ fn short(name: &str) -> String {
 
 impl Progress for Bars {
     fn layer_started(&mut self, index: usize, name: &str, size: Option<u64>) {
+        tracing::info!(layer = index + 1, name, bytes = size, "applying layer");
         let Some(m) = &self.multi else { return };
         if let Some(view) = self.views.get(index) {
             view.stage.store(1, Ordering::Relaxed);
@@ -192,6 +208,16 @@ impl Progress for Bars {
     }
 
     fn layer_finished(&mut self, index: usize, report: &LayerReport) {
+        tracing::debug!(
+            layer = index + 1,
+            name = %report.name,
+            blob_bytes = report.blob_size,
+            entries = report.stats.entries,
+            "layer applied"
+        );
+        if self.lines {
+            eprintln!("{}", self.done_line(index, report));
+        }
         if let Some(view) = self.views.get(index) {
             view.applied.store(report.blob_size, Ordering::Relaxed);
             view.stage.store(2, Ordering::Relaxed);
@@ -199,5 +225,30 @@ impl Progress for Bars {
             bar.set_position(report.blob_size);
             bar.finish();
         }
+    }
+}
+
+impl Bars {
+    /// The plain line for a layer applied: which, how big, whence, what it held.
+    fn done_line(&self, index: usize, report: &LayerReport) -> String {
+        // A pulled layer's name already says which of how many it is.
+        let which = if self.downloads.is_empty() {
+            format!("layer {} {}", index + 1, short(&report.name))
+        } else {
+            short(&report.name)
+        };
+        let whence = match self.downloads.get(index).map(|cached| cached()) {
+            Some(true) => ", from the cache",
+            Some(false) => ", downloaded",
+            None => "",
+        };
+        format!(
+            "{which}: {} {}{whence}, {} entries, {} files, {} whiteouts: applied",
+            human(report.blob_size),
+            report.compression.name(),
+            report.stats.entries,
+            report.stats.files,
+            report.stats.whiteouts,
+        )
     }
 }

@@ -1,15 +1,17 @@
-//! Registry credentials: given on the command line, or found where Docker, Podman and crane keep
-//! them.
+//! Registry credentials: given on the command line, or found where Docker, Podman, skopeo and
+//! crane keep them.
 //!
-//! The first of these files that exists is read, as crane (go-containerregistry's default
-//! keychain) does:
+//! These files are read in turn, as podman and skopeo do, and the first one that has
+//! credentials for the registry wins (a file without an entry for it is passed over):
 //!
 //! 1. `$DOCKER_CONFIG/config.json`, or `~/.docker/config.json` when `DOCKER_CONFIG` is unset;
 //! 2. `$REGISTRY_AUTH_FILE`;
 //! 3. `$XDG_RUNTIME_DIR/containers/auth.json`;
 //! 4. `$XDG_CONFIG_HOME/containers/auth.json` (`~/.config/containers/auth.json`).
 //!
-//! In that file, a credential helper named for the registry in `credHelpers`, else the default
+//! A file named with `--authfile` ([`AuthEnv::auth_file`]) is the only one read.
+//!
+//! In a file, a credential helper named for the registry in `credHelpers`, else the default
 //! `credsStore`, is asked first (`docker-credential-NAME get`); then the `auths` entry for the
 //! registry (`auth` as base64 `user:password`, `username`/`password`, or `identitytoken`).
 //! Nothing here ever puts a secret in a message.
@@ -80,6 +82,8 @@ pub struct AuthEnv {
     pub xdg_runtime_dir: Option<PathBuf>,
     /// `$XDG_CONFIG_HOME`.
     pub xdg_config_home: Option<PathBuf>,
+    /// A credentials file given explicitly (`--authfile`): when set, the only file read.
+    pub auth_file: Option<PathBuf>,
 }
 
 fn env_path(name: &str) -> Option<PathBuf> {
@@ -97,11 +101,16 @@ impl AuthEnv {
             registry_auth_file: env_path("REGISTRY_AUTH_FILE"),
             xdg_runtime_dir: env_path("XDG_RUNTIME_DIR"),
             xdg_config_home: env_path("XDG_CONFIG_HOME"),
+            auth_file: None,
         }
     }
 
-    /// The files that may hold credentials, in the order they are tried.
+    /// The files that may hold credentials, in the order they are tried: the one given
+    /// explicitly alone, or else the usual places.
     pub fn candidates(&self) -> Vec<PathBuf> {
+        if let Some(f) = &self.auth_file {
+            return vec![f.clone()];
+        }
         let mut v = Vec::new();
         match (&self.docker_config, &self.home) {
             (Some(d), _) => v.push(d.join("config.json")),
@@ -122,32 +131,47 @@ impl AuthEnv {
         v
     }
 
-    /// The credentials for `registry` from the first credentials file that exists, or
-    /// anonymous access when none does or it has nothing for the registry.
+    /// The credentials for `registry` from the first credentials file that has some for it,
+    /// or anonymous access when none does. An explicit file that does not exist is an error.
     pub fn lookup(&self, registry: &str) -> Result<FoundCredentials> {
-        let Some(path) = self.candidates().into_iter().find(|p| p.is_file()) else {
-            return Ok(FoundCredentials::default());
-        };
-        let data = std::fs::read(&path)
-            .map_err(|e| Error::io(format!("cannot read {}", path.display()), e))?;
-        let file: AuthFile = serde_json::from_slice(&data).map_err(|e| {
-            // Only where and what kind: serde_json's own message can quote the value it met,
-            // which may be a secret.
-            let what = match e.classify() {
-                serde_json::error::Category::Syntax => "a syntax error",
-                serde_json::error::Category::Eof => "an unexpected end",
-                serde_json::error::Category::Data => "a value of the wrong type",
-                serde_json::error::Category::Io => "a read error",
-            };
-            Error::invalid(format!(
-                "{} is not a valid credentials file: {what} at line {}, column {}",
-                path.display(),
-                e.line(),
-                e.column()
-            ))
-        })?;
-        file.lookup(registry, &path)
+        if let Some(f) = &self.auth_file {
+            if !f.is_file() {
+                return Err(Error::invalid(format!(
+                    "credentials file {} does not exist or is not a file",
+                    f.display()
+                )));
+            }
+        }
+        for path in self.candidates().into_iter().filter(|p| p.is_file()) {
+            let found = read_auth_file(&path)?.lookup(registry, &path)?;
+            if found.credentials != Credentials::Anonymous {
+                return Ok(found);
+            }
+        }
+        Ok(FoundCredentials::default())
     }
+}
+
+/// Reads and parses one credentials file.
+fn read_auth_file(path: &Path) -> Result<AuthFile> {
+    let data =
+        std::fs::read(path).map_err(|e| Error::io(format!("cannot read {}", path.display()), e))?;
+    serde_json::from_slice(&data).map_err(|e| {
+        // Only where and what kind: serde_json's own message can quote the value it met,
+        // which may be a secret.
+        let what = match e.classify() {
+            serde_json::error::Category::Syntax => "a syntax error",
+            serde_json::error::Category::Eof => "an unexpected end",
+            serde_json::error::Category::Data => "a value of the wrong type",
+            serde_json::error::Category::Io => "a read error",
+        };
+        Error::invalid(format!(
+            "{} is not a valid credentials file: {what} at line {}, column {}",
+            path.display(),
+            e.line(),
+            e.column()
+        ))
+    })
 }
 
 /// A Docker `config.json` or containers `auth.json`: the parts about credentials.
@@ -369,6 +393,7 @@ mod tests {
             registry_auth_file: Some("/r/auth.json".into()),
             xdg_runtime_dir: Some("/run/user/1".into()),
             xdg_config_home: None,
+            auth_file: None,
         };
         let c: Vec<String> = env
             .candidates()
@@ -486,5 +511,94 @@ mod tests {
         assert_eq!(normalize_key("ghcr.io"), "ghcr.io");
         assert_eq!(helper_server("docker.io"), DOCKER_HUB_KEY);
         assert_eq!(helper_server("ghcr.io"), "ghcr.io");
+    }
+
+    fn write_json(path: &Path, v: serde_json::Value) {
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, v.to_string()).unwrap();
+    }
+
+    fn basic(u: &str, p: &str) -> Credentials {
+        Credentials::Basic {
+            username: u.into(),
+            password: p.into(),
+        }
+    }
+
+    #[test]
+    fn each_registry_from_the_file_that_has_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let docker = dir.path().join("home/.docker/config.json");
+        let containers = dir.path().join("home/.config/containers/auth.json");
+        let runtime = dir.path().join("run/containers/auth.json");
+        // A docker login for d.io (and an empty entry for c.io, as Docker leaves with a
+        // credsStore), a podman login for c.io, and one for both in the runtime file.
+        write_json(
+            &docker,
+            serde_json::json!({"auths": {
+                "d.io": {"auth": b64("docker-user:docker-pw")},
+                "c.io": {},
+            }}),
+        );
+        write_json(
+            &containers,
+            serde_json::json!({"auths": {
+                "c.io": {"auth": b64("podman-user:podman-pw")},
+                "d.io": {"auth": b64("late:late")},
+            }}),
+        );
+        let env = env_in(dir.path());
+        let d = env.lookup("d.io").unwrap();
+        assert_eq!(d.credentials, basic("docker-user", "docker-pw"));
+        assert_eq!(d.origin.as_deref(), Some(docker.to_str().unwrap()));
+        let c = env.lookup("c.io").unwrap();
+        assert_eq!(c.credentials, basic("podman-user", "podman-pw"));
+        assert_eq!(c.origin.as_deref(), Some(containers.to_str().unwrap()));
+        assert_eq!(
+            env.lookup("n.io").unwrap().credentials,
+            Credentials::Anonymous
+        );
+        // $XDG_RUNTIME_DIR's file comes before ~/.config's.
+        write_json(
+            &runtime,
+            serde_json::json!({"auths": {"c.io": {"username": "rt", "password": "rt-pw"}}}),
+        );
+        let env = AuthEnv {
+            xdg_runtime_dir: Some(dir.path().join("run")),
+            ..env_in(dir.path())
+        };
+        assert_eq!(
+            env.lookup("c.io").unwrap().credentials,
+            basic("rt", "rt-pw")
+        );
+        assert_eq!(
+            env.lookup("d.io").unwrap().credentials,
+            basic("docker-user", "docker-pw")
+        );
+        // An explicit file is the only one read, even for a registry only another file has.
+        let env = AuthEnv {
+            auth_file: Some(containers.clone()),
+            ..env
+        };
+        assert_eq!(
+            env.lookup("d.io").unwrap().credentials,
+            basic("late", "late")
+        );
+        let env = AuthEnv {
+            auth_file: Some(runtime.clone()),
+            ..env
+        };
+        assert_eq!(
+            env.lookup("d.io").unwrap().credentials,
+            Credentials::Anonymous
+        );
+        // One that does not exist is an error, not anonymous access.
+        let env = AuthEnv {
+            auth_file: Some(dir.path().join("missing.json")),
+            ..env
+        };
+        let e = env.lookup("d.io").unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::InvalidArgument);
+        assert!(e.to_string().contains("missing.json"), "{e}");
     }
 }

@@ -446,6 +446,12 @@ impl Context<'_> {
                             })??
                     }
                 };
+                // Where they came from, never what they are.
+                tracing::info!(
+                    registry = %self.reference.registry(),
+                    credentials = credentials.origin.as_deref().unwrap_or("none (anonymous)"),
+                    "credentials"
+                );
                 Session::connect(self.reference, &self.options.transport, credentials)
                     .await
                     .map(Arc::new)
