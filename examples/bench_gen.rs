@@ -242,7 +242,7 @@ fn binary_pool(seed: u64) -> Vec<u8> {
         } else if kind < 75 {
             for b in block.iter_mut() {
                 let r = rng.next();
-                *b = if r % 4 == 0 {
+                *b = if r.is_multiple_of(4) {
                     (r >> 8) as u8
                 } else {
                     COMMON[((r >> 8) % COMMON.len() as u64) as usize]
@@ -929,7 +929,11 @@ fn entries(n: u64, out: &str) -> io::Result<()> {
         if !l.dirs.contains(&dir) && l.entries + 3 > n {
             break;
         }
-        let size = if i % 4 == 0 { 0 } else { rng.below(2048) };
+        let size = if i.is_multiple_of(4) {
+            0
+        } else {
+            rng.below(2048)
+        };
         l.pooled(&format!("{dir}/f{i:08}.js"), 0o644, &js, &mut rng, size)?;
         i += 1;
     }

@@ -130,7 +130,7 @@ fn content(c: &Choice, rng: &mut Rng) -> Vec<u8> {
         _ => usize::from(c.len % 64),
     };
     let mut v = vec![0u8; n];
-    if c.c % 5 != 0 {
+    if !c.c.is_multiple_of(5) {
         rng.fill(&mut v);
     }
     v
@@ -235,7 +235,7 @@ impl Planner<'_> {
             }
             // A directory at a position (or the root's attributes).
             3 => {
-                let p = if c.c % 8 == 0 { "" } else { dir_pos };
+                let p = if c.c.is_multiple_of(8) { "" } else { dir_pos };
                 if self.claimed.contains(p) || !self.dir_usable(parent(p)) {
                     return;
                 }
@@ -299,7 +299,7 @@ impl Planner<'_> {
                                 .all(|a| !self.sealed.contains(*a))
                     })
                     .collect();
-                let use_new = c.c % 2 == 0 && !self.new_files.is_empty();
+                let use_new = c.c.is_multiple_of(2) && !self.new_files.is_empty();
                 let target = if use_new {
                     self.new_files[c.len as usize % self.new_files.len()].clone()
                 } else if !lower_files.is_empty() {

@@ -482,7 +482,7 @@ impl FileSession<'_> {
     fn pad_block(&mut self) -> Result<()> {
         let bs = self.w.bs;
         let partial = self.w.filled - self.w.committed;
-        if partial % bs != 0 {
+        if !partial.is_multiple_of(bs) {
             let pad = bs - partial % bs;
             self.make_room(pad)?;
             self.w.buf.as_mut_slice()[self.w.filled..self.w.filled + pad].fill(0);

@@ -38,7 +38,7 @@ pub struct AclEntry {
 
 /// Parses the xattr wire format (`struct posix_acl_xattr_header` + entries).
 pub fn parse_xattr(value: &[u8]) -> Result<Vec<AclEntry>, String> {
-    if value.len() < 4 || (value.len() - 4) % 8 != 0 {
+    if value.len() < 4 || !(value.len() - 4).is_multiple_of(8) {
         return Err(format!(
             "POSIX ACL value of {} bytes is not a header plus 8-byte entries",
             value.len()

@@ -50,7 +50,7 @@ impl<'a> Bitmap<'a> {
     pub fn count_set(&self, len: u32) -> u32 {
         let len = len as usize;
         let whole: u32 = self.bits[..len / 8].iter().map(|b| b.count_ones()).sum();
-        let rest = if len % 8 != 0 {
+        let rest = if !len.is_multiple_of(8) {
             (self.bits[len / 8] & ((1u8 << (len % 8)) - 1)).count_ones()
         } else {
             0

@@ -100,7 +100,7 @@ struct ProgressReader<'a, R> {
 impl<R: std::io::Read> std::io::Read for ProgressReader<'_, R> {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
         self.reads = self.reads.wrapping_add(1);
-        if self.reads % 64 == 0 {
+        if self.reads.is_multiple_of(64) {
             self.progress
                 .layer_progress(self.index, self.count.load(Ordering::Relaxed));
         }

@@ -512,7 +512,7 @@ mod tests {
                 .geometry
                 .blocks_count;
             assert_eq!(up, auto.next_multiple_of(4), "{used_blocks} blocks used");
-            unaligned += usize::from(auto % 4 != 0);
+            unaligned += usize::from(!auto.is_multiple_of(4));
         }
         assert!(unaligned > 0, "no plan needed rounding");
         let demand = Demand {

@@ -348,7 +348,7 @@ impl Overrides {
             };
             match &key[..] {
                 b"GNU.sparse.offset" | b"GNU.sparse.numbytes" => {
-                    let want: &[u8] = if pair_values % 2 == 0 {
+                    let want: &[u8] = if pair_values.is_multiple_of(2) {
                         b"GNU.sparse.offset"
                     } else {
                         b"GNU.sparse.numbytes"

@@ -176,7 +176,7 @@ pub fn parse_salt(s: &str) -> Result<Vec<u8>> {
             "verity salt {s:?} is not an even number of hex digits"
         ))
     };
-    if s.len() % 2 != 0 {
+    if !s.len().is_multiple_of(2) {
         return Err(bad());
     }
     let salt = (0..s.len())
@@ -318,7 +318,7 @@ fn hash_blocks_into(salt: &[u8], data: &[u8], out: &mut [[u8; 32]], workers: usi
 /// not read.
 pub fn append(file: &File, data_bytes: u64, params: &HashTreeParams<'_>) -> Result<VerityInfo> {
     let bs = VERITY_BLOCK_SIZE;
-    if data_bytes == 0 || data_bytes % bs != 0 {
+    if data_bytes == 0 || !data_bytes.is_multiple_of(bs) {
         return Err(Error::invalid(format!(
             "dm-verity needs data of whole {bs}-byte blocks, not {data_bytes} bytes"
         )));
