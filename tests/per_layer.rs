@@ -1,0 +1,230 @@
+//! `--per-layer`: one image per layer in overlay form. Each is checked by e2fsck; as root the
+//! images are mounted read-only, stacked with overlayfs in manifest order, and the merged tree
+//! compared entry by entry with the flattened image of the same layers. A second image sharing
+//! the base layers reuses their files without applying them again.
+
+mod common;
+
+use std::fs;
+use std::os::unix::fs::MetadataExt;
+use std::path::Path;
+use std::process::{Command, Output};
+
+use common::layers::{gzip, LayerGen};
+use common::oci::{write_layout, ImageSpec};
+use common::tars::Attrs;
+use common::{
+    assert_same_tree, can_mount, e2fsck, have_e2fsprogs, scratch, skip, snapshot, Mounted,
+};
+
+const TGZ: &str = "application/vnd.oci.image.layer.v1.tar+gzip";
+
+fn build(source: &str, out: &Path, args: &[&str]) -> Output {
+    Command::new(common::bin())
+        .arg("build")
+        .arg(source)
+        .arg("-o")
+        .arg(out)
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+fn ok(o: &Output) -> String {
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn layer(build: impl FnOnce(&mut LayerGen)) -> Vec<u8> {
+    let mut g = LayerGen::new();
+    build(&mut g);
+    g.finish().0
+}
+
+/// Base, a layer deleting and hiding things, and a top layer; a second image shares the first two.
+fn layers() -> Vec<Vec<u8>> {
+    let t = |m| Attrs::new(m).mtime(1_600_000_000, 0);
+    let base = layer(|g| {
+        g.dir("etc", t(0o755));
+        g.file("etc/passwd", t(0o644), b"root:x:0:0::/root:/bin/sh\n");
+        g.file("etc/gone", t(0o600), b"deleted later");
+        g.dir("opt", t(0o755));
+        g.dir("opt/app", t(0o755));
+        g.file("opt/app/old", t(0o644), b"hidden by an opaque dir");
+        g.dir("var", t(0o755));
+        g.file("var/log", t(0o644), b"a file, later a directory");
+        g.symlink("bin", "usr/bin");
+        g.hardlink("etc/passwd-", "etc/passwd");
+    });
+    let middle = layer(|g| {
+        g.dir("etc", t(0o755));
+        g.whiteout("etc/gone");
+        g.dir("opt", t(0o755));
+        g.dir("opt/app", t(0o750).xattr(b"user.note", b"kept"));
+        g.opaque("opt/app");
+        g.file("opt/app/new", t(0o644), b"new");
+        g.dir("var", t(0o755));
+        g.whiteout("var/log");
+        g.dir("var/log", t(0o755));
+        g.file("var/log/x", t(0o644), b"x");
+    });
+    let top = layer(|g| {
+        g.dir("etc", t(0o755));
+        g.file("etc/hostname", t(0o644), b"vm\n");
+        g.fifo("fifo", t(0o600));
+    });
+    let other_top = layer(|g| {
+        g.dir("srv", t(0o700));
+        g.file("srv/data", t(0o600), b"other image");
+    });
+    vec![base, middle, top, other_top]
+}
+
+#[test]
+fn layer_images_stack_to_the_flattened_tree_and_are_reused() {
+    if !have_e2fsprogs() {
+        skip("per-layer images", "e2fsprogs is not installed");
+        return;
+    }
+    let dir = scratch();
+    let l = layers();
+    let spec = |idx: &[usize]| {
+        ImageSpec::new(
+            idx.iter()
+                .map(|&i| (gzip(&l[i]), TGZ, l[i].clone()))
+                .collect(),
+        )
+    };
+    let layout = dir.path().join("layout");
+    write_layout(
+        &layout,
+        &[("first", &spec(&[0, 1, 2])), ("second", &spec(&[0, 1, 3]))],
+    );
+    let layers_dir = dir.path().join("layers");
+    let ld = layers_dir.to_str().unwrap();
+    let src = |tag: &str| format!("{}:{tag}", layout.display());
+
+    let manifest1 = dir.path().join("first.json");
+    let out = ok(&build(
+        &src("first"),
+        &manifest1,
+        &["--per-layer", ld, "--json"],
+    ));
+    let summary: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(summary["built"], 3, "{summary}");
+    assert_eq!(summary["reused"], 0, "{summary}");
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&fs::read(&manifest1).unwrap()).unwrap();
+    let files: Vec<String> = manifest["layers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l["file"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(files.len(), 3);
+    for f in &files {
+        assert!(f.starts_with("sha256-") && f.ends_with(".ext4"), "{f}");
+        e2fsck(&layers_dir.join(f));
+    }
+    let base_meta: Vec<(u64, i64)> = files[..2]
+        .iter()
+        .map(|f| {
+            let m = fs::metadata(layers_dir.join(f)).unwrap();
+            (m.ino(), m.mtime_nsec() + m.mtime() * 1_000_000_000)
+        })
+        .collect();
+
+    // The second image shares the base layers: their files are reused, untouched.
+    let manifest2 = dir.path().join("second.json");
+    let out = ok(&build(
+        &src("second"),
+        &manifest2,
+        &["--per-layer", ld, "--json"],
+    ));
+    let summary2: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(summary2["built"], 1, "{summary2}");
+    assert_eq!(summary2["reused"], 2, "{summary2}");
+    let reused: Vec<bool> = summary2["layers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l["reused"].as_bool().unwrap())
+        .collect();
+    assert_eq!(reused, [true, true, false]);
+    for (f, before) in files[..2].iter().zip(&base_meta) {
+        let m = fs::metadata(layers_dir.join(f)).unwrap();
+        assert_eq!(
+            &(m.ino(), m.mtime_nsec() + m.mtime() * 1_000_000_000),
+            before,
+            "{f}"
+        );
+    }
+    // Other options make other images: nothing reused.
+    let user_dir = dir.path().join("user-layers");
+    let ud = user_dir.to_str().unwrap();
+    let manifest3 = dir.path().join("user.json");
+    let out = ok(&build(
+        &src("first"),
+        &manifest3,
+        &["--per-layer", ud, "--json", "--overlay-xattr", "user"],
+    ));
+    let summary3: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(summary3["built"], 3, "{summary3}");
+
+    if !can_mount() {
+        skip(
+            "overlay stacking of per-layer images",
+            "needs root and loop devices",
+        );
+        return;
+    }
+    for (tag, manifest_path, extra) in [("first", &manifest1, None), ("second", &manifest2, None)] {
+        let flat = dir.path().join(format!("{tag}.ext4"));
+        ok(&build(&src(tag), &flat, &["-q"]));
+        let want = {
+            let m = Mounted::new(&flat, true).unwrap();
+            snapshot(m.path())
+        };
+        fs::remove_file(&flat).unwrap();
+        let manifest: serde_json::Value =
+            serde_json::from_slice(&fs::read(manifest_path).unwrap()).unwrap();
+        let mut mounts = Vec::new();
+        for l in manifest["layers"].as_array().unwrap() {
+            let m = Mounted::new(&layers_dir.join(l["file"].as_str().unwrap()), true).unwrap();
+            mounts.push(m);
+        }
+        let lower: Vec<String> = mounts
+            .iter()
+            .rev()
+            .map(|m| m.path().display().to_string())
+            .collect();
+        let merged = tempfile::tempdir().unwrap();
+        let mut opts = format!("xino=on,lowerdir={}", lower.join(":"));
+        if let Some(x) = extra {
+            opts.push(',');
+            opts.push_str(x);
+        }
+        let o = Command::new("mount")
+            .args(["-t", "overlay", "overlay", "-o", &opts])
+            .arg(merged.path())
+            .output()
+            .unwrap();
+        if !o.status.success() {
+            skip(
+                "overlay stacking of per-layer images",
+                &format!(
+                    "overlayfs mount failed: {}",
+                    String::from_utf8_lossy(&o.stderr)
+                ),
+            );
+            return;
+        }
+        let got = snapshot(merged.path());
+        let _ = Command::new("umount").arg(merged.path()).output();
+        assert_same_tree(&want, &got);
+        eprintln!(
+            "{tag} ({manifest_path:?}): merged tree equals the flattened one, {} entries",
+            want.paths.len()
+        );
+    }
+}
