@@ -11,6 +11,7 @@ use std::path::Path;
 use std::process::{Command, Output};
 
 use common::layers::{gzip, LayerGen};
+use common::model::Kind;
 use common::oci::{write_layout, ImageSpec};
 use common::tars::Attrs;
 use common::{
@@ -54,6 +55,9 @@ fn layers() -> Vec<Vec<u8>> {
         g.dir("var", t(0o755));
         g.file("var/log", t(0o644), b"a file, later a directory");
         g.symlink("bin", "usr/bin");
+        g.dir("srv", t(0o755));
+        g.dir("srv/cache", t(0o755));
+        g.file("srv/cache/stale", t(0o644), b"removed with its directory");
         g.hardlink("etc/passwd-", "etc/passwd");
     });
     let middle = layer(|g| {
@@ -67,6 +71,10 @@ fn layers() -> Vec<Vec<u8>> {
         g.whiteout("var/log");
         g.dir("var/log", t(0o755));
         g.file("var/log/x", t(0o644), b"x");
+        g.dir("srv", t(0o755));
+        g.dir("srv/cache", t(0o755));
+        g.whiteout("srv/cache");
+        g.file("srv/cache/fresh", t(0o644), b"fresh");
     });
     let top = layer(|g| {
         g.dir("etc", t(0o755));
@@ -178,7 +186,11 @@ fn layer_images_stack_to_the_flattened_tree_and_are_reused() {
         );
         return;
     }
-    for (tag, manifest_path, extra) in [("first", &manifest1, None), ("second", &manifest2, None)] {
+    for (tag, manifest_path, extra, layers_dir) in [
+        ("first", &manifest1, None, &layers_dir),
+        ("second", &manifest2, None, &layers_dir),
+        ("first", &manifest3, Some("userxattr"), &user_dir),
+    ] {
         let flat = dir.path().join(format!("{tag}.ext4"));
         ok(&build(&src(tag), &flat, &["-q"]));
         let want = {
@@ -226,5 +238,130 @@ fn layer_images_stack_to_the_flattened_tree_and_are_reused() {
             "{tag} ({manifest_path:?}): merged tree equals the flattened one, {} entries",
             want.paths.len()
         );
+    }
+}
+
+#[test]
+fn layer_images_with_verity_pass_veritysetup_verify() {
+    let have = Command::new("veritysetup")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !have_e2fsprogs() || !have {
+        skip(
+            "per-layer verity",
+            "needs e2fsprogs and veritysetup (cryptsetup-bin)",
+        );
+        return;
+    }
+    let dir = scratch();
+    let l = layers();
+    let spec = ImageSpec::new(l[..3].iter().map(|t| (gzip(t), TGZ, t.clone())).collect());
+    let layout = dir.path().join("layout");
+    write_layout(&layout, &[("latest", &spec)]);
+    let layers_dir = dir.path().join("layers");
+    let manifest_path = dir.path().join("manifest.json");
+    ok(&build(
+        &format!("{}:latest", layout.display()),
+        &manifest_path,
+        &[
+            "--per-layer",
+            layers_dir.to_str().unwrap(),
+            "--verity",
+            "-q",
+        ],
+    ));
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&fs::read(&manifest_path).unwrap()).unwrap();
+    let layers = manifest["layers"].as_array().unwrap();
+    assert_eq!(layers.len(), 3);
+    for l in layers {
+        let image = layers_dir.join(l["file"].as_str().unwrap());
+        let v = &l["verity"];
+        let root = v["root_hash"].as_str().unwrap();
+        let args = [
+            "verify".to_string(),
+            image.display().to_string(),
+            image.display().to_string(),
+            root.to_string(),
+            format!("--hash-offset={}", v["hash_offset"]),
+            "--no-superblock".into(),
+            format!("--data-blocks={}", v["data_blocks"]),
+            format!("--salt={}", v["salt"].as_str().unwrap()),
+        ];
+        let o = Command::new("veritysetup").args(&args).output().unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        // e2fsck on the filesystem's part.
+        let fs_part = dir.path().join("fs-part.img");
+        fs::copy(&image, &fs_part).unwrap();
+        fs::OpenOptions::new()
+            .write(true)
+            .open(&fs_part)
+            .unwrap()
+            .set_len(v["hash_offset"].as_u64().unwrap())
+            .unwrap();
+        e2fsck(&fs_part);
+        fs::remove_file(&fs_part).unwrap();
+    }
+}
+
+#[test]
+fn whiteouts_are_devices_and_opaque_dirs_carry_the_attribute() {
+    if !can_mount() {
+        skip("per-layer overlay form", "needs root and loop devices");
+        return;
+    }
+    let dir = scratch();
+    let l = layers();
+    let spec = ImageSpec::new(l[..2].iter().map(|t| (gzip(t), TGZ, t.clone())).collect());
+    let layout = dir.path().join("layout");
+    write_layout(&layout, &[("latest", &spec)]);
+    for (ns, name) in [
+        ("trusted", "trusted.overlay.opaque"),
+        ("user", "user.overlay.opaque"),
+    ] {
+        let layers_dir = dir.path().join(ns);
+        let manifest_path = dir.path().join(format!("{ns}.json"));
+        ok(&build(
+            &format!("{}:latest", layout.display()),
+            &manifest_path,
+            &[
+                "--per-layer",
+                layers_dir.to_str().unwrap(),
+                "--overlay-xattr",
+                ns,
+                "-q",
+            ],
+        ));
+        let manifest: serde_json::Value =
+            serde_json::from_slice(&fs::read(&manifest_path).unwrap()).unwrap();
+        let middle = layers_dir.join(manifest["layers"][1]["file"].as_str().unwrap());
+        e2fsck(&middle);
+        let m = Mounted::new(&middle, true).unwrap();
+        let tree = snapshot(m.path());
+        let n = tree.node(b"etc/gone").expect("etc/gone");
+        assert!(matches!(n.kind, Kind::Char(0, 0)), "{n:?}");
+        let opaque = |path: &str| {
+            let n = tree
+                .node(path.as_bytes())
+                .unwrap_or_else(|| panic!("no {path}"));
+            assert_eq!(n.kind, Kind::Dir, "{path}");
+            assert_eq!(
+                n.xattrs.get(name.as_bytes()).map(Vec::as_slice),
+                Some(&b"y"[..]),
+                "{path}: {n:?}"
+            );
+            n.clone()
+        };
+        // A directory of the layer by a whited-out name hides what was below it: opaque.
+        opaque("var/log");
+        opaque("srv/cache");
+        let app = opaque("opt/app");
+        assert_eq!(
+            app.xattrs.get(&b"user.note"[..]).map(Vec::as_slice),
+            Some(&b"kept"[..])
+        );
+        assert!(tree.node(b"opt/app/old").is_none());
+        assert!(tree.node(b"opt/app/new").is_some());
     }
 }

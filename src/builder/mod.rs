@@ -555,6 +555,12 @@ impl ImageBuilder {
         Ok(self.tree.child(dir, name))
     }
 
+    /// Whether `path` exists and is a directory (`Some(true)`) or something else; the last
+    /// component is not followed.
+    pub(crate) fn lookup_kind(&mut self, path: &[u8]) -> Result<Option<bool>> {
+        Ok(self.lookup(path)?.map(|n| self.tree.is_dir(n)))
+    }
+
     /// Removes `path` (with everything below it). Returns whether it existed.
     pub fn remove(&mut self, path: impl AsRef<[u8]>) -> Result<bool> {
         let path = path.as_ref();

@@ -43,7 +43,7 @@ pub fn run(
             "layers": summary.layers.iter().map(|l| serde_json::json!({
                 "diff_id": l.diff_id,
                 "file": l.file,
-                "verity_root_hash": l.verity_root_hash,
+                "verity": l.verity,
                 "file_bytes": l.file_bytes,
                 "reused": l.reused,
             })).collect::<Vec<_>>(),
@@ -60,10 +60,9 @@ pub fn run(
         );
     } else if !args.quiet {
         for l in &summary.layers {
-            let hash = l
-                .verity_root_hash
-                .as_ref()
-                .map_or_else(String::new, |h| format!(", verity root hash {h}"));
+            let hash = l.verity.as_ref().map_or_else(String::new, |v| {
+                format!(", verity root hash {}", v.root_hash)
+            });
             let how = if l.reused { "reused" } else { "built" };
             eprintln!(
                 "{}",

@@ -23,7 +23,7 @@ mod stack;
 use std::io::Read;
 
 pub use per_layer::{
-    build_per_layer, OverlayXattr, PerLayerImage, PerLayerOptions, PerLayerSummary,
+    build_per_layer, LayerVerity, OverlayXattr, PerLayerImage, PerLayerOptions, PerLayerSummary,
 };
 pub use stack::{apply_layers, LayerInput, LayerReport, NoProgress, Progress};
 
@@ -161,12 +161,19 @@ struct OverlayMarks {
 
 impl OverlayMarks {
     fn write(self, builder: &mut ImageBuilder, xattr: OverlayXattr) -> Result<()> {
+        let mut opaque = self.opaque;
         for (path, meta) in self.whiteouts {
-            if builder.lookup(&path)?.is_none() {
-                builder.add_special(&path, meta, Special::CharDevice { major: 0, minor: 0 })?;
+            match builder.lookup_kind(&path)? {
+                None => {
+                    builder.add_special(&path, meta, Special::CharDevice { major: 0, minor: 0 })?
+                }
+                // A directory of this layer by a whited-out name: what was below is gone, so
+                // nothing of a lower directory by that name may show through.
+                Some(true) => opaque.push(path),
+                Some(false) => {}
             }
         }
-        for dir in self.opaque {
+        for dir in opaque {
             builder
                 .set_dir_xattr(&dir, xattr.opaque_name().as_bytes(), b"y")
                 .map_err(|e| e.with_entry(show_path(&dir)))?;

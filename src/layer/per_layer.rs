@@ -74,13 +74,30 @@ pub struct PerLayerImage {
     pub diff_id: String,
     /// The image's file name in the directory.
     pub file: String,
-    /// The dm-verity root hash, when the image has a hash tree.
-    pub verity_root_hash: Option<String>,
+    /// The dm-verity hash tree after the filesystem, when asked for.
+    pub verity: Option<LayerVerity>,
     /// Size of the image file in bytes (the hash tree included).
     pub file_bytes: u64,
     /// Whether the image was there already and reused (the layer not applied).
     #[serde(skip)]
     pub reused: bool,
+}
+
+/// What opening a layer image's dm-verity hash tree takes (`veritysetup open IMAGE NAME IMAGE
+/// ROOT_HASH --hash-offset=... --salt=... --data-blocks=...`, `--no-superblock` unless
+/// `superblock`).
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct LayerVerity {
+    /// The root hash, in hex.
+    pub root_hash: String,
+    /// The salt, in hex.
+    pub salt: String,
+    /// Where the hash area starts (the superblock, with one), in bytes.
+    pub hash_offset: u64,
+    /// 4096-byte data blocks covered.
+    pub data_blocks: u64,
+    /// Whether veritysetup's superblock precedes the tree.
+    pub superblock: bool,
 }
 
 /// What a per-layer build produced.
@@ -259,7 +276,13 @@ pub fn build_per_layer(
         let image = PerLayerImage {
             diff_id: diff_id.to_string(),
             file,
-            verity_root_hash: summary.verity.as_ref().map(|v| v.root_hash.clone()),
+            verity: summary.verity.as_ref().map(|v| LayerVerity {
+                root_hash: v.root_hash.clone(),
+                salt: v.salt.clone(),
+                hash_offset: v.hash_offset,
+                data_blocks: v.data_blocks,
+                superblock: v.superblock,
+            }),
             file_bytes,
             reused: false,
         };
@@ -318,7 +341,7 @@ mod tests {
         PerLayerImage {
             diff_id: format!("sha256:{}", hex.to_string().repeat(64)),
             file: format!("sha256-{}.ext4", hex.to_string().repeat(64)),
-            verity_root_hash: None,
+            verity: None,
             file_bytes: 0,
             reused: false,
         }
