@@ -365,3 +365,105 @@ fn whiteouts_are_devices_and_opaque_dirs_carry_the_attribute() {
         assert!(tree.node(b"opt/app/new").is_some());
     }
 }
+
+#[test]
+fn a_layer_that_is_not_its_diff_id_fails_and_leaves_no_partial_image() {
+    let dir = scratch();
+    let l = layers();
+    // The second layer's blob holds the top layer's tar, the config the middle one's diff_id.
+    let spec = ImageSpec::new(vec![
+        (gzip(&l[0]), TGZ, l[0].clone()),
+        (gzip(&l[2]), TGZ, l[1].clone()),
+    ]);
+    let layout = dir.path().join("layout");
+    write_layout(&layout, &[("latest", &spec)]);
+    let layers_dir = dir.path().join("layers");
+    let manifest_path = dir.path().join("manifest.json");
+    let o = build(
+        &format!("{}:latest", layout.display()),
+        &manifest_path,
+        &["--per-layer", layers_dir.to_str().unwrap(), "-q"],
+    );
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(4), "{err}");
+    assert!(err.contains("diff_id") && err.contains("layer 2"), "{err}");
+    assert!(!manifest_path.exists());
+    // The first layer's image is whole and kept (with its record); nothing else is there.
+    let mut names: Vec<String> = fs::read_dir(&layers_dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    assert_eq!(names.len(), 2, "{names:?}");
+    assert!(
+        names[0].ends_with(".ext4") && names[1] == format!("{}.json", names[0]),
+        "{names:?}"
+    );
+    if have_e2fsprogs() {
+        e2fsck(&layers_dir.join(&names[0]));
+    }
+}
+
+/// `pull --per-layer` twice into one directory, then a second image sharing the base layers:
+/// the layers already there are reused, and the merged tree is checked as for `build`.
+#[cfg(feature = "registry")]
+#[test]
+fn pull_per_layer_reuses_shared_layers() {
+    use common::registry::{Proxy, PushImage, Pusher, Registry, Setup};
+    let Some(reg) = Registry::start("pull --per-layer", Setup::default()) else {
+        return;
+    };
+    let pusher = Pusher::new(&reg.addr, None, false);
+    let l = layers();
+    let image = |idx: &[usize]| {
+        PushImage::new(
+            idx.iter()
+                .map(|&i| (gzip(&l[i]), TGZ, l[i].clone()))
+                .collect(),
+        )
+    };
+    pusher.push("per/layer", "first", &image(&[0, 1, 2]));
+    pusher.push("per/layer", "second", &image(&[0, 1, 3]));
+    let proxy = Proxy::start(&reg.addr);
+    let dir = scratch();
+    let layers_dir = dir.path().join("layers");
+    let pull = |tag: &str, cache: &str| -> serde_json::Value {
+        let o = Command::new(common::bin())
+            .arg("pull")
+            .arg(format!("{}/per/layer:{tag}", proxy.addr))
+            .arg("-o")
+            .arg(dir.path().join(format!("{tag}.json")))
+            .arg("--cache-dir")
+            .arg(dir.path().join(cache))
+            .args(["--plain-http", "--json", "--per-layer"])
+            .arg(&layers_dir)
+            .env("HOME", dir.path())
+            .env_remove("DOCKER_CONFIG")
+            .env_remove("REGISTRY_AUTH_FILE")
+            .output()
+            .unwrap();
+        serde_json::from_str(&ok(&o)).unwrap()
+    };
+    let first = pull("first", "cache1");
+    assert_eq!(
+        (first["built"].as_u64(), first["reused"].as_u64()),
+        (Some(3), Some(0)),
+        "{first}"
+    );
+    let gets = proxy.blob_gets();
+    // Another cache: nothing of the first pull's downloads helps, only the images in DIR.
+    let second = pull("second", "cache2");
+    assert_eq!(
+        (second["built"].as_u64(), second["reused"].as_u64()),
+        (Some(1), Some(2)),
+        "{second}"
+    );
+    let second_gets = proxy.blob_gets() - gets;
+    eprintln!("first pull: {gets} blob GETs; second pull (2 of 3 layers reused): {second_gets}");
+    assert!(second_gets >= 2, "the config and the new layer at least");
+    if have_e2fsprogs() {
+        for l in second["layers"].as_array().unwrap() {
+            e2fsck(&layers_dir.join(l["file"].as_str().unwrap()));
+        }
+    }
+}

@@ -197,7 +197,7 @@ pub struct ImageArgs {
     pub per_layer: Option<PathBuf>,
     /// The overlayfs attributes written with --per-layer: `trusted` (root mounts) or `user`
     /// (mounts with `userxattr`).
-    #[arg(long, value_name = "NS", default_value = "trusted", value_parser = ["trusted", "user"])]
+    #[arg(long, value_name = "NS", default_value = "trusted", value_parser = ["trusted", "user"], requires = "per_layer")]
     pub overlay_xattr: String,
     /// Print the summary as JSON on stdout.
     #[arg(long)]

@@ -243,7 +243,7 @@ pub fn build_per_layer(
         // The name comes from the diff_id: computed when the source does not give it.
         layer.report_digests |= layer.diff_id.is_none();
         let name = layer.name.clone();
-        let temp = dir.join(format!(".layer-{index}.ext4"));
+        let temp = dir.join(format!(".layer-{}-{index}.ext4", std::process::id()));
         let mut builder = ImageBuilder::create(&temp, opts.build.clone())?;
         let mut offset = Offset {
             inner: &mut *progress,
