@@ -109,6 +109,18 @@ fn build(args: BuildArgs, interrupt: &Interrupt) -> Result<(), Failure> {
         Plan::Layers { layers, .. } => source::estimate_tar_bytes(layers),
         Plan::Directory { path, .. } => source::directory::estimate_bytes(path),
     });
+    if args.image.per_layer.is_some() {
+        let Plan::Layers { layers, .. } = plan else {
+            return Err(oci2ext4::Error::invalid(
+                "--per-layer needs an image with layers, not a directory",
+            )
+            .into());
+        };
+        let mut bars = Bars::new(args.image.quiet || args.image.json);
+        let result = cli::per_layer::run(&args.image, opts, layers, &mut bars);
+        bars.clear();
+        return result;
+    }
     let mut builder = ImageBuilder::create(&args.image.output, opts)?;
     interrupt.writing(builder.temp_path());
     let mut bars = Bars::new(args.image.quiet || args.image.json);
@@ -196,6 +208,15 @@ fn pull(args: cli::PullArgs, interrupt: &Interrupt) -> Result<(), Failure> {
         }
     })?;
     cli::choose_block_size(&args.image, &mut opts, || image.estimated_tar_bytes());
+    if args.image.per_layer.is_some() {
+        let mut bars = Bars::new(args.image.quiet || args.image.json);
+        bars.watch_downloads(image.downloads());
+        let result = cli::per_layer::run(&args.image, opts, image.take_layers(), &mut bars);
+        bars.clear();
+        result?;
+        runtime.block_on(image.finish())?;
+        return Ok(());
+    }
     let mut builder = ImageBuilder::create(&args.image.output, opts)?;
     interrupt.writing(builder.temp_path());
     let mut bars = Bars::new(args.image.quiet || args.image.json);

@@ -555,6 +555,12 @@ impl ImageBuilder {
         Ok(self.tree.child(dir, name))
     }
 
+    /// Whether `path` exists and is a directory (`Some(true)`) or something else; the last
+    /// component is not followed.
+    pub(crate) fn lookup_kind(&mut self, path: &[u8]) -> Result<Option<bool>> {
+        Ok(self.lookup(path)?.map(|n| self.tree.is_dir(n)))
+    }
+
     /// Removes `path` (with everything below it). Returns whether it existed.
     pub fn remove(&mut self, path: impl AsRef<[u8]>) -> Result<bool> {
         let path = path.as_ref();
@@ -612,6 +618,37 @@ impl ImageBuilder {
         self.tree.label_give_ways(dir);
         self.tree.make_opaque(node, self.layer, &implicit);
         self.discard_freed()
+    }
+
+    /// Sets the extended attribute `name` of directory `dir` to `value`, creating the directory
+    /// (and its parents) with default attributes when it is missing.
+    pub(crate) fn set_dir_xattr(&mut self, dir: &[u8], name: &[u8], value: &[u8]) -> Result<()> {
+        let comps = normalize(dir, self.opts.limits.max_depth)
+            .map_err(|e| Error::corrupt(e.to_string()))?;
+        let implicit = self.implicit.clone();
+        let node = self
+            .tree
+            .resolve_dir(
+                &comps,
+                Some((&implicit, self.layer)),
+                self.opts.limits.max_symlink_follows,
+            )?
+            .ok_or_else(|| Error::corrupt("not a directory"))?;
+        let mut list: Vec<Xattr> = self.tree.inode(node).attrs.xattrs.to_vec();
+        list.retain(|x| x.name != name);
+        list.push(Xattr {
+            name: name.to_vec(),
+            value: value.to_vec(),
+        });
+        list.sort_by(|a, b| a.name.cmp(&b.name));
+        let bs = self.opts.block_size.bytes();
+        if xattrs::place(&xattrs::stored(&list), bs).is_none() {
+            return Err(Error::limit(format!(
+                "extended attributes do not fit in the inode and one {bs}-byte block"
+            )));
+        }
+        self.tree.inode_mut(node).attrs.xattrs = Xattrs::new(list);
+        Ok(())
     }
 
     /// Writes the metadata and moves the image into place; with [`BuildOptions::fsync`], makes

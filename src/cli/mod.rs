@@ -5,6 +5,7 @@ pub mod escape;
 pub mod help;
 pub mod json;
 pub mod logging;
+pub mod per_layer;
 pub mod progress;
 pub mod signals;
 pub mod units;
@@ -190,6 +191,14 @@ pub struct ImageArgs {
     /// Stop when the image would grow past this size (e.g. 100G).
     #[arg(long, value_parser = units::parse_size, default_value = "1T")]
     pub max_size: u64,
+    /// Write one image per layer into DIR, in overlay form, reusing those already there;
+    /// `-o` then names the JSON manifest of the layers.
+    #[arg(long, value_name = "DIR")]
+    pub per_layer: Option<PathBuf>,
+    /// The overlayfs attributes written with --per-layer: `trusted` (root mounts) or `user`
+    /// (mounts with `userxattr`).
+    #[arg(long, value_name = "NS", default_value = "trusted", value_parser = ["trusted", "user"], requires = "per_layer")]
+    pub overlay_xattr: String,
     /// Print the summary as JSON on stdout.
     #[arg(long)]
     pub json: bool,

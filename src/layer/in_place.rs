@@ -90,14 +90,19 @@ pub fn apply_file(builder: &mut ImageBuilder, file: File) -> Result<(LayerStats,
         inner: BufReader::with_capacity(READ_BUFFER, file),
         pos: 0,
     });
-    let stats = apply_entries(builder, &mut reader, &mut |r, w, size| {
-        if size < IN_PLACE_MIN {
-            return Ok(false);
-        }
-        w.copy_from_file(&src, r.data_offset(), size)?;
-        r.seek_past_data()?;
-        Ok(true)
-    })?;
+    let stats = apply_entries(
+        builder,
+        &mut reader,
+        &mut |r, w, size| {
+            if size < IN_PLACE_MIN {
+                return Ok(false);
+            }
+            w.copy_from_file(&src, r.data_offset(), size)?;
+            r.seek_past_data()?;
+            Ok(true)
+        },
+        None,
+    )?;
     let mut rest = reader.into_inner();
     let mut trailing = 0u64;
     let mut buf = vec![0u8; 64 << 10];

@@ -17,10 +17,14 @@
 //! reading the layer twice).
 
 mod in_place;
+mod per_layer;
 mod stack;
 
 use std::io::Read;
 
+pub use per_layer::{
+    build_per_layer, LayerVerity, OverlayXattr, PerLayerImage, PerLayerOptions, PerLayerSummary,
+};
 pub use stack::{apply_layers, LayerInput, LayerReport, NoProgress, Progress};
 
 use crate::builder::{FileSession, ImageBuilder};
@@ -131,8 +135,51 @@ fn metadata(entry: &Entry, warnings: &mut Vec<String>) -> Metadata {
 /// caller can read what follows the end of the archive (for digests).
 pub fn apply_layer<R: Read>(builder: &mut ImageBuilder, tar: R) -> Result<(LayerStats, R)> {
     let mut reader = TarReader::new(tar);
-    let stats = apply_entries(builder, &mut reader, &mut |_, _, _| Ok(false))?;
+    let stats = apply_entries(builder, &mut reader, &mut |_, _, _| Ok(false), None)?;
     Ok((stats, reader.into_inner()))
+}
+
+/// Adds one layer from `tar` to `builder` in overlay form, alone: a whiteout becomes a 0:0
+/// character device, an opaque marker an `overlay.opaque` attribute on its directory.
+pub(crate) fn apply_layer_overlay<R: Read>(
+    builder: &mut ImageBuilder,
+    tar: R,
+    xattr: OverlayXattr,
+) -> Result<(LayerStats, R)> {
+    let mut reader = TarReader::new(tar);
+    let stats = apply_entries(builder, &mut reader, &mut |_, _, _| Ok(false), Some(xattr))?;
+    Ok((stats, reader.into_inner()))
+}
+
+/// Whiteouts and opaque markers of a layer kept in overlay form, written when the layer ends
+/// (an entry of the same layer by the same name wins over a whiteout, whatever the order).
+#[derive(Default)]
+struct OverlayMarks {
+    whiteouts: Vec<(Vec<u8>, Metadata)>,
+    opaque: Vec<Vec<u8>>,
+}
+
+impl OverlayMarks {
+    fn write(self, builder: &mut ImageBuilder, xattr: OverlayXattr) -> Result<()> {
+        let mut opaque = self.opaque;
+        for (path, meta) in self.whiteouts {
+            match builder.lookup_kind(&path)? {
+                None => {
+                    builder.add_special(&path, meta, Special::CharDevice { major: 0, minor: 0 })?
+                }
+                // A directory of this layer by a whited-out name: what was below is gone, so
+                // nothing of a lower directory by that name may show through.
+                Some(true) => opaque.push(path),
+                Some(false) => {}
+            }
+        }
+        for dir in opaque {
+            builder
+                .set_dir_xattr(&dir, xattr.opaque_name().as_bytes(), b"y")
+                .map_err(|e| e.with_entry(show_path(&dir)))?;
+        }
+        Ok(())
+    }
 }
 
 /// Copies a regular file's data (of the size given) in some other way than reading it from
@@ -144,9 +191,11 @@ fn apply_entries<R: Read>(
     builder: &mut ImageBuilder,
     reader: &mut TarReader<R>,
     in_place: &mut InPlace<'_, R>,
+    overlay: Option<OverlayXattr>,
 ) -> Result<LayerStats> {
     builder.begin_layer();
     let mut stats = LayerStats::default();
+    let mut marks = overlay.map(|_| OverlayMarks::default());
     let mut pending_links: Vec<(Vec<u8>, Vec<u8>)> = Vec::new();
     let mut warnings = Vec::new();
     while let Some(entry) = reader.next_entry()? {
@@ -160,6 +209,7 @@ fn apply_entries<R: Read>(
             &mut pending_links,
             &mut warnings,
             in_place,
+            marks.as_mut().zip(overlay),
         );
         result.map_err(|e| e.with_entry(show_path(&entry.path)))?;
         for w in warnings.drain(..) {
@@ -181,11 +231,15 @@ fn apply_entries<R: Read>(
             .with_entry(show_path(&path)));
         }
     }
+    if let (Some(marks), Some(xattr)) = (marks, overlay) {
+        marks.write(builder, xattr)?;
+    }
     builder.end_layer()?;
     stats.tar_bytes = reader.position();
     Ok(stats)
 }
 
+#[allow(clippy::too_many_arguments)]
 fn apply_entry<R: Read>(
     builder: &mut ImageBuilder,
     reader: &mut TarReader<R>,
@@ -194,20 +248,50 @@ fn apply_entry<R: Read>(
     pending_links: &mut Vec<(Vec<u8>, Vec<u8>)>,
     warnings: &mut Vec<String>,
     in_place: &mut InPlace<'_, R>,
+    overlay: Option<(&mut OverlayMarks, OverlayXattr)>,
 ) -> Result<()> {
-    match classify(&entry.path)? {
-        Name::Opaque { dir } => {
+    match (classify(&entry.path)?, overlay.as_ref()) {
+        (Name::Opaque { dir }, None) => {
             stats.whiteouts += 1;
             return builder.opaque(dir);
         }
-        Name::Whiteout { dir, target } => {
+        (Name::Whiteout { dir, target }, None) => {
             stats.whiteouts += 1;
             return builder.whiteout(&join(dir, target));
         }
-        Name::Ignored => return Ok(()),
-        Name::Plain => {}
+        (Name::Opaque { .. } | Name::Whiteout { .. }, Some(_)) => {}
+        (Name::Ignored, _) => return Ok(()),
+        (Name::Plain, _) => {}
     }
-    let meta = metadata(entry, warnings);
+    let mut meta = metadata(entry, warnings);
+    if let Some((marks, xattr)) = overlay {
+        // The layer's own attributes in the overlay namespace would steer the kernel's
+        // overlayfs (redirects, metacopy, opaque); they are not the layer's content.
+        let prefix = xattr.prefix().as_bytes();
+        let before = meta.xattrs.len();
+        meta.xattrs.retain(|x| !x.name.starts_with(prefix));
+        if meta.xattrs.len() != before {
+            warnings.push(format!(
+                "{}: extended attributes in {} are overlayfs's own; dropped",
+                show_path(&entry.path),
+                xattr.prefix()
+            ));
+        }
+        match classify(&entry.path)? {
+            Name::Opaque { dir } => {
+                stats.whiteouts += 1;
+                marks.opaque.push(dir.to_vec());
+                return Ok(());
+            }
+            Name::Whiteout { dir, target } => {
+                stats.whiteouts += 1;
+                meta.mode &= 0o7777;
+                marks.whiteouts.push((join(dir, target), meta));
+                return Ok(());
+            }
+            _ => {}
+        }
+    }
     match entry.kind {
         EntryKind::Dir => builder.add_dir(&entry.path, meta),
         EntryKind::File => {

@@ -3,7 +3,7 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
-use super::{apply_layer, in_place, LayerStats};
+use super::{apply_layer, apply_layer_overlay, in_place, LayerStats, OverlayXattr};
 use crate::builder::ImageBuilder;
 use crate::error::{Error, ErrorKind, Result};
 use crate::source::compression::Compression;
@@ -167,6 +167,16 @@ pub fn apply_layers(
     layers: Vec<LayerInput>,
     progress: &mut dyn Progress,
 ) -> Result<Vec<LayerReport>> {
+    apply_layers_as(builder, layers, progress, None)
+}
+
+/// [`apply_layers`], with whiteouts kept in overlay form when `overlay` is given.
+pub(crate) fn apply_layers_as(
+    builder: &mut ImageBuilder,
+    layers: Vec<LayerInput>,
+    progress: &mut dyn Progress,
+    overlay: Option<OverlayXattr>,
+) -> Result<Vec<LayerReport>> {
     let mut reports = Vec::with_capacity(layers.len());
     let mut budget = builder.limits().max_size;
     for (index, layer) in layers.into_iter().enumerate() {
@@ -186,7 +196,7 @@ pub fn apply_layers(
             diff: report_digests || diff_id.is_some(),
         };
         progress.layer_started(index, &name, size);
-        if !hashing.blob && !hashing.diff {
+        if !hashing.blob && !hashing.diff && overlay.is_none() {
             if let Some(report) = apply_in_place(builder, file.as_deref(), &name)? {
                 progress.layer_progress(index, report.blob_size);
                 progress.layer_finished(index, &report);
@@ -214,7 +224,10 @@ pub fn apply_layers(
                 reads: 0,
                 budget: &mut budget,
             };
-            let (stats, mut reader) = apply_layer(builder, reader)?;
+            let (stats, mut reader) = match overlay {
+                None => apply_layer(builder, reader)?,
+                Some(x) => apply_layer_overlay(builder, reader, x)?,
+            };
             // What follows the end of the archive is read here, within the size limit, so a
             // stream of padding cannot decompress without bound.
             let mut trailing = 0u64;
