@@ -7,6 +7,8 @@
 //! - `layout` (private): where things go: block allocation, geometry, sizing, directory shape.
 //! - `tree` (private): the in-memory tree of names and inodes.
 //! - [`builder`]: [`ImageBuilder`], the public way to make an image from entries.
+//! - [`blob`]: digests, compression and the threaded decompressing stream, below both
+//!   [`layer`] and [`source`].
 //! - [`layer`] and [`source`]: layers applied with OCI whiteout rules, from local sources.
 //! - `registry` (feature `registry`, on by default): pulling from registries into a blob
 //!   cache, streaming the layers as they download.
@@ -18,6 +20,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod blob;
 pub mod builder;
 pub mod entry;
 pub mod error;

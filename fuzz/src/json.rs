@@ -4,8 +4,8 @@
 use std::io::Read;
 use std::sync::Arc;
 
+use oci2ext4::blob::digest::Digest;
 use oci2ext4::layer::{apply_layers, LayerInput, NoProgress};
-use oci2ext4::source::digest::Digest;
 use oci2ext4::source::docker::Archive;
 use oci2ext4::source::oci::{self, media, Config, Descriptor, Index, Manifest, Platform};
 use oci2ext4::{Error, ImageBuilder};

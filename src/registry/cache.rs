@@ -16,8 +16,8 @@ use std::time::{Duration, SystemTime};
 
 use tempfile::NamedTempFile;
 
+use crate::blob::digest::{Digest, HashingReader};
 use crate::error::{Error, ErrorKind, Result};
-use crate::source::digest::{Digest, HashingReader};
 use crate::source::oci::{self, Descriptor, Layout, MAX_DOCUMENT};
 
 /// The annotation naming a reference in `index.json`.

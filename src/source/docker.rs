@@ -8,8 +8,8 @@ use std::sync::Arc;
 use serde::Deserialize;
 
 use super::archive::{normalize, TarIndex};
-use super::digest::{verify, Digest};
 use super::oci::{parse_json, Image, Platform};
+use crate::blob::digest::{verify, Digest};
 use crate::error::{Error, Result};
 use crate::layer::LayerInput;
 

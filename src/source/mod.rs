@@ -3,18 +3,16 @@
 //! not, with their digests checked. Tars are recognised by their content.
 
 pub mod archive;
-pub mod compression;
-pub mod digest;
 pub mod directory;
 pub mod docker;
 pub mod oci;
 pub mod sniff;
-pub mod stream;
 
 use std::fs::File;
 use std::io::{BufReader, Read, Seek};
 use std::path::{Path, PathBuf};
 
+use crate::blob::compression;
 use crate::error::{Error, Result};
 use crate::layer::LayerInput;
 

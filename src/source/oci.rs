@@ -10,8 +10,8 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 
 use super::archive::TarIndex;
-use super::digest::{verify, Digest};
-use super::stream::Opener;
+use crate::blob::digest::{verify, Digest};
+use crate::blob::stream::Opener;
 use crate::error::{Error, ErrorKind, Result};
 use crate::layer::LayerInput;
 
@@ -467,7 +467,7 @@ impl Layout {
                     })?;
                     Ok(Box::new(f) as Box<dyn Read + Send>)
                 });
-                (open, super::compression::expanded_size_of(&path))
+                (open, crate::blob::compression::expanded_size_of(&path))
             }
             Store::Tar(index) => {
                 let (open, _, expanded) = index.member(&name)?;
