@@ -9,6 +9,7 @@
 //! - [`builder`]: [`ImageBuilder`], the public way to make an image from entries.
 //! - [`blob`]: digests, compression and the threaded decompressing stream, below both
 //!   [`layer`] and [`source`].
+//! - [`oci`]: image indexes, manifests and configs, as layouts and registries serve them.
 //! - [`layer`] and [`source`]: layers applied with OCI whiteout rules, from local sources.
 //! - `registry` (feature `registry`, on by default): pulling from registries into a blob
 //!   cache, streaming the layers as they download.
@@ -27,6 +28,7 @@ pub mod error;
 mod ext4;
 pub mod layer;
 mod layout;
+pub mod oci;
 #[cfg(feature = "registry")]
 pub mod registry;
 pub mod source;

@@ -14,10 +14,11 @@ use crate::blob::digest::Digest;
 use crate::builder::{BuildOptions, ImageBuilder, Summary};
 use crate::error::{Error, ErrorKind, Result};
 use crate::layer::{apply_layers, LayerInput, LayerReport, NoProgress, Progress};
-use crate::source::oci::{
-    self, document_media_type, image_layers, parse_document, select_platform, Config, Descriptor,
-    Document, Platform,
+use crate::oci::{
+    self, document_media_type, parse_document, select_platform, Config, Descriptor, Document,
+    Platform,
 };
+use crate::source::oci::image_layers;
 
 use super::auth::{AuthEnv, Credentials, FoundCredentials};
 use super::cache::Cache;

@@ -8,9 +8,9 @@ use std::io::{self, BufReader, Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use super::oci::MAX_DOCUMENT;
 use crate::blob::stream::Opener;
 use crate::error::{Error, Result};
+use crate::oci::MAX_DOCUMENT;
 use crate::tar::{EntryKind, TarReader};
 
 /// Members that no image archive has kept in an index at most.
