@@ -5,6 +5,7 @@
 //!
 //! - `ext4` (private): the on-disk structures, one module each.
 //! - `layout` (private): where things go: block allocation, geometry, sizing, directory shape.
+//! - `acl` (private): POSIX ACLs in the generic xattr format, as tar and `listxattr` give them.
 //! - `tree` (private): the in-memory tree of names and inodes.
 //! - [`builder`]: [`ImageBuilder`], the public way to make an image from entries.
 //! - [`blob`]: digests, compression and the threaded decompressing stream, below both
@@ -21,6 +22,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+mod acl;
 pub mod blob;
 pub mod builder;
 pub mod entry;

@@ -32,9 +32,10 @@ pub use data::FileSession;
 pub use options::{BlockSize, BuildOptions, Headroom, Limits};
 pub use output::check_destination;
 
+use crate::acl;
 use crate::entry::{Metadata, Special, Timestamp, Xattr};
 use crate::error::{show_path, Error, ErrorKind, Result};
-use crate::ext4::acl;
+use crate::ext4::acl::{encode_disk, DiskAclEntry};
 use crate::ext4::inode::{TIME_MAX, TIME_MIN};
 use crate::ext4::xattr::{self, index, Attr};
 use crate::layout::alloc::BlockAllocator;
@@ -289,7 +290,7 @@ impl ImageBuilder {
                 )));
             }
             let value = if idx == index::POSIX_ACL_ACCESS || idx == index::POSIX_ACL_DEFAULT {
-                acl::xattr_to_disk(&x.value)
+                acl_to_disk(&x.value)
                     .map_err(|m| Error::corrupt(format!("{}: {m}", show_path(&x.name))))?
             } else {
                 x.value
@@ -663,4 +664,17 @@ impl ImageBuilder {
         };
         run().map_err(|e| e.with_source(dest))
     }
+}
+
+/// Converts a POSIX ACL from the xattr wire format to ext4's on-disk format.
+fn acl_to_disk(value: &[u8]) -> std::result::Result<Vec<u8>, String> {
+    let entries: Vec<DiskAclEntry> = acl::parse_xattr(value)?
+        .into_iter()
+        .map(|e| DiskAclEntry {
+            tag: e.tag,
+            perm: e.perm,
+            id: e.id,
+        })
+        .collect();
+    Ok(encode_disk(&entries))
 }
