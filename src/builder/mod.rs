@@ -36,7 +36,8 @@ use crate::acl;
 use crate::entry::{Metadata, Special, Timestamp, Xattr};
 use crate::error::{show_path, Error, ErrorKind, Result};
 use crate::ext4::acl::{encode_disk, DiskAclEntry};
-use crate::ext4::inode::{TIME_MAX, TIME_MIN};
+use crate::ext4::inode::{mode, PATH_MAX, TIME_MAX, TIME_MIN};
+use crate::ext4::superblock::VOLUME_NAME_LEN;
 use crate::ext4::xattr::{self, index, Attr};
 use crate::layout::alloc::BlockAllocator;
 use crate::layout::geometry::{descs_per_block, gdt_blocks, groups_for};
@@ -136,9 +137,9 @@ impl ImageBuilder {
             opts.size = opts.size.map(|s| s / unit * unit);
         }
         if let Some(label) = &opts.label {
-            if label.len() > 16 {
+            if label.len() > VOLUME_NAME_LEN {
                 return Err(Error::invalid(format!(
-                    "label {label:?} is longer than 16 bytes"
+                    "label {label:?} is longer than {VOLUME_NAME_LEN} bytes"
                 )));
             }
         }
@@ -283,10 +284,11 @@ impl ImageBuilder {
                     show_path(&x.name)
                 )));
             };
-            if suffix.len() > 255 {
+            if suffix.len() > xattr::NAME_MAX {
                 return Err(Error::limit(format!(
-                    "extended attribute name {:?} is longer than 255 bytes",
-                    show_path(&x.name)
+                    "extended attribute name {:?} is longer than {} bytes",
+                    show_path(&x.name),
+                    xattr::NAME_MAX
                 )));
             }
             let value = if idx == index::POSIX_ACL_ACCESS || idx == index::POSIX_ACL_DEFAULT {
@@ -317,7 +319,7 @@ impl ImageBuilder {
             }
         }
         Ok(Attrs {
-            mode: (meta.mode & 0o7777) as u16,
+            mode: (meta.mode & u32::from(mode::PERMISSIONS)) as u16,
             uid: meta.uid,
             gid: meta.gid,
             atime,
@@ -471,10 +473,11 @@ impl ImageBuilder {
         };
         let (kind, content) = match special {
             Special::Symlink(target) => {
-                if target.is_empty() || target.len() >= 4096 || target.contains(&0) {
+                if target.is_empty() || target.len() >= PATH_MAX || target.contains(&0) {
                     return Err(Error::corrupt(format!(
-                        "symlink target of {} bytes is not 1 to 4095 bytes without NUL",
-                        target.len()
+                        "symlink target of {} bytes is not 1 to {} bytes without NUL",
+                        target.len(),
+                        PATH_MAX - 1
                     )));
                 }
                 let bs = self.opts.block_size.bytes();
