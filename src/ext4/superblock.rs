@@ -246,6 +246,19 @@ impl Superblock {
 mod tests {
     use super::*;
 
+    #[test]
+    fn journal_backup_copies_i_block_then_size() {
+        let mut i_block = [0u8; I_BLOCK_SIZE];
+        for (i, b) in i_block.iter_mut().enumerate() {
+            *b = i as u8;
+        }
+        let words = journal_backup(&i_block, 0x0000_0002_8000_0000);
+        assert_eq!(words[0], 0x0302_0100);
+        assert_eq!(words[14], 0x3B3A_3938);
+        assert_eq!(words[15], 2, "i_size_high");
+        assert_eq!(words[16], 0x8000_0000, "i_size");
+    }
+
     fn sample() -> Superblock {
         Superblock {
             s_inodes_count: 1024,
