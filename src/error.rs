@@ -204,11 +204,11 @@ impl From<io::Error> for Error {
             }
             return Error::new(kind, io_kind.to_string());
         }
-        let message = match kind {
-            ErrorKind::CorruptInput => "malformed input",
-            _ => "I/O error",
-        };
-        Error::new(kind, message).with_cause(e)
+        match kind {
+            // A reader's way of saying the data is malformed: its message is the whole story.
+            ErrorKind::CorruptInput => Error::new(kind, e.to_string()),
+            _ => Error::new(kind, "I/O error").with_cause(e),
+        }
     }
 }
 

@@ -312,8 +312,8 @@ fn report(
     } else if !args.quiet {
         let used_pct = 100.0 * summary.blocks_used as f64 / summary.blocks_count.max(1) as f64;
         let read = origin.map_or_else(String::new, |o| match &o.platform {
-            Some(p) => format!("{} for {p}: ", o.reading.describe()),
-            None => format!("{}: ", o.reading.describe()),
+            Some(p) => format!("; read as {} for {p}", o.reading.describe()),
+            None => format!("; read as {}", o.reading.describe()),
         });
         let pulled = pull.map_or_else(String::new, |p| {
             format!(
@@ -327,7 +327,7 @@ fn report(
             )
         });
         let line = format!(
-            "{read}{pulled}{}: {} ext4 image, {} used ({used_pct:.0}%), {} of {} inodes used; {} entries, {} files, {} of file data{}; {seconds:.2} s",
+            "{pulled}{}: {} ext4 image, {} used ({used_pct:.0}%), {} of {} inodes used; {} entries, {} files, {} of file data{}{read}; {seconds:.2} s",
             args.output.display(),
             human(summary.image_bytes),
             human(summary.blocks_used * summary.block_size),

@@ -371,6 +371,6 @@ fn help_is_wrapped_and_has_environment_and_exit_sections() {
             assert!(line.contains(&class), "{line:?} is not {class:?}");
             rows += 1;
         }
-        assert_eq!(rows, 8);
+        assert_eq!(rows, 10);
     }
 }

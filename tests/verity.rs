@@ -329,7 +329,11 @@ fn given_salt_and_block_sizes_keep_the_filesystem_on_4096_byte_blocks() {
     }
     // Sized to the content with 1 KiB blocks: rounded up to a multiple of four blocks.
     let image = dir.path().join("auto.img");
-    let report = build(&source, &image, &["--verity", "--verity-salt", "-"]);
+    let report = build(
+        &source,
+        &image,
+        &["--verity", "--verity-salt", "-", "--block-size", "auto"],
+    );
     assert_eq!(report["summary"]["block_size"], 1024);
     let v = check_report(&image, &report);
     assert_eq!(v["salt"], "-");

@@ -24,4 +24,6 @@ Exit status:
   6    unsupported input (media type, tar extension)
   7    I/O error
   8    registry error (unreachable, authentication refused, no such tag)
-  130  cancelled (SIGINT, SIGTERM)";
+  129  cancelled by SIGHUP
+  130  cancelled by SIGINT (Ctrl-C)
+  143  cancelled by SIGTERM";

@@ -16,7 +16,8 @@ pub fn class(code: i32) -> &'static str {
         6 => "unsupported",
         7 => "io",
         8 => "registry",
-        130 => "cancelled",
+        // 128 + the signal: SIGHUP, SIGINT, SIGTERM.
+        129 | 130 | 143 => "cancelled",
         _ => "other",
     }
 }
