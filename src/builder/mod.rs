@@ -49,6 +49,7 @@ use output::Output;
 
 /// What a finished build produced.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[non_exhaustive]
 pub struct Summary {
     /// Size of the image file in bytes (its apparent size; unwritten blocks are holes). With
     /// [`BuildOptions::verity`], the filesystem's part: the hash tree follows it.
