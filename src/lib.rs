@@ -5,8 +5,12 @@
 //!
 //! - `ext4` (private): the on-disk structures, one module each.
 //! - `layout` (private): where things go: block allocation, geometry, sizing, directory shape.
+//! - `acl` (private): POSIX ACLs in the generic xattr format, as tar and `listxattr` give them.
 //! - `tree` (private): the in-memory tree of names and inodes.
 //! - [`builder`]: [`ImageBuilder`], the public way to make an image from entries.
+//! - [`blob`]: digests, compression and the threaded decompressing stream, below both
+//!   [`layer`] and [`source`].
+//! - [`oci`]: image indexes, manifests and configs, as layouts and registries serve them.
 //! - [`layer`] and [`source`]: layers applied with OCI whiteout rules, from local sources.
 //! - `registry` (feature `registry`, on by default): pulling from registries into a blob
 //!   cache, streaming the layers as they download.
@@ -18,12 +22,15 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+mod acl;
+pub mod blob;
 pub mod builder;
 pub mod entry;
 pub mod error;
 mod ext4;
 pub mod layer;
 mod layout;
+pub mod oci;
 #[cfg(feature = "registry")]
 pub mod registry;
 pub mod source;

@@ -1,13 +1,14 @@
-//! Targets `oci_json` (index, manifest and config documents through `source::oci`) and
+//! Targets `oci_json` (index, manifest and config documents through `oci` and `source::oci`) and
 //! `docker_manifest` (the `manifest.json` of a `docker save` archive through `source::docker`).
 
 use std::io::Read;
 use std::sync::Arc;
 
+use oci2ext4::blob::digest::Digest;
 use oci2ext4::layer::{apply_layers, LayerInput, NoProgress};
-use oci2ext4::source::digest::Digest;
+use oci2ext4::oci::{self, media, Config, Descriptor, Index, Manifest, Platform};
 use oci2ext4::source::docker::Archive;
-use oci2ext4::source::oci::{self, media, Config, Descriptor, Index, Manifest, Platform};
+use oci2ext4::source::oci::resolve;
 use oci2ext4::{Error, ImageBuilder};
 
 use super::{options, scratch};
@@ -78,7 +79,7 @@ fn strings(d: &Descriptor) {
 
 /// Target `oci_json`: up to four documents separated by NUL bytes. The first is parsed as an
 /// index, a manifest and a config; then it is resolved as the root of an image with
-/// `oci::resolve`, reading documents from an in-memory store (see [`lookup`]), for each
+/// `source::oci::resolve`, reading documents from an in-memory store (see [`lookup`]), for each
 /// platform and root media type.
 ///
 /// Checks: no panic; a resolved image has as many layers as its manifest and config say, each
@@ -130,7 +131,7 @@ pub fn oci_json(data: &[u8]) {
         for p in PLATFORMS {
             let want = Platform::parse(p).expect("a valid platform");
             let mut manifests = 0usize;
-            let result = oci::resolve(
+            let result = resolve(
                 root.clone(),
                 &want,
                 |_, d| {

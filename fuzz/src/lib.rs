@@ -98,7 +98,7 @@ pub fn layer(data: &[u8]) {
     let mut builder = ImageBuilder::create(&out, options()).expect("create the builder");
     let mut input = memory_layer("fuzz layer", data.to_vec());
     // The blob digest is right: the check runs, and a failure to parse is not blamed on it.
-    input.blob_digest = Some(oci2ext4::source::digest::Digest::of(data));
+    input.blob_digest = Some(oci2ext4::blob::digest::Digest::of(data));
     let result =
         apply_layers(&mut builder, vec![input], &mut NoProgress).and_then(|_| builder.finish());
     match result {

@@ -344,7 +344,7 @@ impl FileSession<'_> {
     /// Copies `len` bytes of `src` from byte `offset` on; the image is the same as
     /// [`FileSession::copy`] makes of the same bytes. A source shorter than `offset + len` is an
     /// error. The bytes are read with positioned reads, unless the writer was made with
-    /// [`Writes::kernel_copy`]: then the whole blocks are only looked at for zeros (which
+    /// `Writes::kernel_copy`: then the whole blocks are only looked at for zeros (which
     /// become holes, as in [`FileSession::copy`]), and the others are copied into the image by
     /// the kernel (`copy_file_range`), or read and written back where it refuses.
     pub fn copy_from_file(&mut self, src: &Arc<File>, offset: u64, len: u64) -> Result<()> {

@@ -32,10 +32,12 @@ pub use data::FileSession;
 pub use options::{BlockSize, BuildOptions, Headroom, Limits};
 pub use output::check_destination;
 
+use crate::acl;
 use crate::entry::{Metadata, Special, Timestamp, Xattr};
 use crate::error::{show_path, Error, ErrorKind, Result};
-use crate::ext4::acl;
-use crate::ext4::inode::{TIME_MAX, TIME_MIN};
+use crate::ext4::acl::{encode_disk, DiskAclEntry};
+use crate::ext4::inode::{mode, PATH_MAX, TIME_MAX, TIME_MIN};
+use crate::ext4::superblock::VOLUME_NAME_LEN;
 use crate::ext4::xattr::{self, index, Attr};
 use crate::layout::alloc::BlockAllocator;
 use crate::layout::geometry::{descs_per_block, gdt_blocks, groups_for};
@@ -47,6 +49,7 @@ use output::Output;
 
 /// What a finished build produced.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[non_exhaustive]
 pub struct Summary {
     /// Size of the image file in bytes (its apparent size; unwritten blocks are holes). With
     /// [`BuildOptions::verity`], the filesystem's part: the hash tree follows it.
@@ -135,9 +138,9 @@ impl ImageBuilder {
             opts.size = opts.size.map(|s| s / unit * unit);
         }
         if let Some(label) = &opts.label {
-            if label.len() > 16 {
+            if label.len() > VOLUME_NAME_LEN {
                 return Err(Error::invalid(format!(
-                    "label {label:?} is longer than 16 bytes"
+                    "label {label:?} is longer than {VOLUME_NAME_LEN} bytes"
                 )));
             }
         }
@@ -282,14 +285,15 @@ impl ImageBuilder {
                     show_path(&x.name)
                 )));
             };
-            if suffix.len() > 255 {
+            if suffix.len() > xattr::NAME_MAX {
                 return Err(Error::limit(format!(
-                    "extended attribute name {:?} is longer than 255 bytes",
-                    show_path(&x.name)
+                    "extended attribute name {:?} is longer than {} bytes",
+                    show_path(&x.name),
+                    xattr::NAME_MAX
                 )));
             }
             let value = if idx == index::POSIX_ACL_ACCESS || idx == index::POSIX_ACL_DEFAULT {
-                acl::xattr_to_disk(&x.value)
+                acl_to_disk(&x.value)
                     .map_err(|m| Error::corrupt(format!("{}: {m}", show_path(&x.name))))?
             } else {
                 x.value
@@ -316,7 +320,7 @@ impl ImageBuilder {
             }
         }
         Ok(Attrs {
-            mode: (meta.mode & 0o7777) as u16,
+            mode: (meta.mode & u32::from(mode::PERMISSIONS)) as u16,
             uid: meta.uid,
             gid: meta.gid,
             atime,
@@ -470,10 +474,11 @@ impl ImageBuilder {
         };
         let (kind, content) = match special {
             Special::Symlink(target) => {
-                if target.is_empty() || target.len() >= 4096 || target.contains(&0) {
+                if target.is_empty() || target.len() >= PATH_MAX || target.contains(&0) {
                     return Err(Error::corrupt(format!(
-                        "symlink target of {} bytes is not 1 to 4095 bytes without NUL",
-                        target.len()
+                        "symlink target of {} bytes is not 1 to {} bytes without NUL",
+                        target.len(),
+                        PATH_MAX - 1
                     )));
                 }
                 let bs = self.opts.block_size.bytes();
@@ -700,4 +705,17 @@ impl ImageBuilder {
         };
         run().map_err(|e| e.with_source(dest))
     }
+}
+
+/// Converts a POSIX ACL from the xattr wire format to ext4's on-disk format.
+fn acl_to_disk(value: &[u8]) -> std::result::Result<Vec<u8>, String> {
+    let entries: Vec<DiskAclEntry> = acl::parse_xattr(value)?
+        .into_iter()
+        .map(|e| DiskAclEntry {
+            tag: e.tag,
+            perm: e.perm,
+            id: e.id,
+        })
+        .collect();
+    Ok(encode_disk(&entries))
 }

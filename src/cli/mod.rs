@@ -315,8 +315,7 @@ pub fn pull_options(
         (None, false) => None,
     };
     Ok(PullOptions {
-        platform: platform(args.platform.as_deref())?
-            .unwrap_or_else(oci2ext4::source::oci::Platform::host),
+        platform: platform(args.platform.as_deref())?.unwrap_or_else(oci2ext4::oci::Platform::host),
         cache_dir: args.cache_dir.clone(),
         offline: args.offline,
         credentials,
@@ -338,10 +337,8 @@ pub fn pull_options(
 }
 
 /// The platform `--platform` names, if it is given (`None` means the host's).
-pub fn platform(arg: Option<&str>) -> Result<Option<oci2ext4::source::oci::Platform>, Failure> {
-    Ok(arg
-        .map(oci2ext4::source::oci::Platform::parse)
-        .transpose()?)
+pub fn platform(arg: Option<&str>) -> Result<Option<oci2ext4::oci::Platform>, Failure> {
+    Ok(arg.map(oci2ext4::oci::Platform::parse).transpose()?)
 }
 
 /// Build options from the arguments and the environment (`SOURCE_DATE_EPOCH`).

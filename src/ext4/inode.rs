@@ -19,6 +19,13 @@ pub const IBODY_XATTR_OFFSET: usize = EXT4_GOOD_OLD_INODE_SIZE + EXTRA_ISIZE as 
 pub const I_BLOCK_SIZE: usize = 60;
 /// `EXT4_LINK_MAX`: beyond this many links a directory's `i_links_count` is 1 (`dir_nlink`).
 pub const EXT4_LINK_MAX: u32 = 65_000;
+/// `PATH_MAX`: a symlink target and its NUL fit in it; the kernel refuses longer targets.
+pub const PATH_MAX: usize = 4096;
+/// Longest symlink target kept in `i_block` itself (a fast symlink): the kernel wants the
+/// terminating NUL inside it.
+pub const FAST_SYMLINK_MAX: usize = I_BLOCK_SIZE - 1;
+/// Bytes per unit of `i_blocks` (without `EXT4_HUGE_FILE_FL`, which no inode here carries).
+pub const I_BLOCKS_UNIT: u64 = 512;
 
 /// Reserved inode numbers.
 pub mod ino {
@@ -46,6 +53,8 @@ pub mod mode {
     pub const S_IFLNK: u16 = 0o120000;
     /// `S_IFSOCK`
     pub const S_IFSOCK: u16 = 0o140000;
+    /// The permission bits (`S_ISUID`, `S_ISGID`, `S_ISVTX` and `rwx` for user, group, other).
+    pub const PERMISSIONS: u16 = 0o7777;
 }
 
 bitflags! {

@@ -7,6 +7,8 @@ use byteorder::{BigEndian as BE, ByteOrder};
 pub const JBD2_MAGIC_NUMBER: u32 = 0xC03B_3998;
 /// `JBD2_SUPERBLOCK_V2`
 pub const JBD2_SUPERBLOCK_V2: u32 = 4;
+/// Permission bits of the journal inode, as mke2fs gives it.
+pub const INODE_PERMISSIONS: u16 = 0o600;
 
 /// Encodes the superblock of an empty, clean journal of `maxlen` blocks into the start of
 /// `block` (which must be zeroed by the caller or is cleared here).

@@ -5,6 +5,7 @@ use bitflags::bitflags;
 use byteorder::{ByteOrder, LittleEndian as LE};
 
 use super::checksum::ext4_crc32c;
+use super::inode::I_BLOCK_SIZE;
 
 /// Byte offset of the primary superblock from the start of the filesystem.
 pub const SUPERBLOCK_OFFSET: u64 = 1024;
@@ -26,6 +27,14 @@ pub const EXT4_CRC32C_CHKSUM: u8 = 1;
 pub const EXT3_JNL_BACKUP_BLOCKS: u8 = 1;
 /// `s_def_hash_version`: half MD4.
 pub const DX_HASH_HALF_MD4: u8 = 1;
+/// Bytes of `s_uuid`.
+pub const UUID_LEN: usize = 16;
+/// Bytes of `s_hash_seed`.
+pub const HASH_SEED_LEN: usize = 16;
+/// Bytes of `s_volume_name`, the label (not NUL-terminated when full).
+pub const VOLUME_NAME_LEN: usize = 16;
+/// Words of `s_jnl_blocks`: the journal inode's 15 `i_block` words, `i_size_high`, `i_size`.
+pub const JNL_BLOCKS_WORDS: usize = 17;
 
 bitflags! {
     /// `s_feature_compat`.
@@ -132,13 +141,13 @@ pub struct Superblock {
     /// `s_feature_ro_compat`
     pub s_feature_ro_compat: RoCompatFeatures,
     /// `s_uuid`
-    pub s_uuid: [u8; 16],
+    pub s_uuid: [u8; UUID_LEN],
     /// `s_volume_name`
-    pub s_volume_name: [u8; 16],
+    pub s_volume_name: [u8; VOLUME_NAME_LEN],
     /// `s_journal_inum` (0 without a journal)
     pub s_journal_inum: u32,
     /// `s_hash_seed`
-    pub s_hash_seed: [u8; 16],
+    pub s_hash_seed: [u8; HASH_SEED_LEN],
     /// `s_def_hash_version`
     pub s_def_hash_version: u8,
     /// `s_jnl_backup_type`
@@ -148,13 +157,26 @@ pub struct Superblock {
     /// `s_default_mount_opts`
     pub s_default_mount_opts: DefaultMountOpts,
     /// `s_jnl_blocks`: the journal inode's `i_block` words, then `i_size_high`, `i_size`.
-    pub s_jnl_blocks: [u32; 17],
+    pub s_jnl_blocks: [u32; JNL_BLOCKS_WORDS],
     /// `s_min_extra_isize`, also `s_want_extra_isize`.
     pub s_min_extra_isize: u16,
     /// `s_flags`
     pub s_flags: SuperFlags,
     /// `s_log_groups_per_flex`
     pub s_log_groups_per_flex: u8,
+}
+
+/// `s_jnl_blocks` for a journal inode with `i_block` and `i_size`: the backup of its block map
+/// that e2fsck restores a damaged journal inode from (`s_jnl_backup_type` =
+/// [`EXT3_JNL_BACKUP_BLOCKS`]).
+pub fn journal_backup(i_block: &[u8; I_BLOCK_SIZE], i_size: u64) -> [u32; JNL_BLOCKS_WORDS] {
+    let mut words = [0u32; JNL_BLOCKS_WORDS];
+    for (w, b) in words.iter_mut().zip(i_block.chunks_exact(4)) {
+        *w = LE::read_u32(b);
+    }
+    words[JNL_BLOCKS_WORDS - 2] = (i_size >> 32) as u32;
+    words[JNL_BLOCKS_WORDS - 1] = i_size as u32;
+    words
 }
 
 impl Superblock {
@@ -224,6 +246,19 @@ impl Superblock {
 mod tests {
     use super::*;
 
+    #[test]
+    fn journal_backup_copies_i_block_then_size() {
+        let mut i_block = [0u8; I_BLOCK_SIZE];
+        for (i, b) in i_block.iter_mut().enumerate() {
+            *b = i as u8;
+        }
+        let words = journal_backup(&i_block, 0x0000_0002_8000_0000);
+        assert_eq!(words[0], 0x0302_0100);
+        assert_eq!(words[14], 0x3B3A_3938);
+        assert_eq!(words[15], 2, "i_size_high");
+        assert_eq!(words[16], 0x8000_0000, "i_size");
+    }
+
     fn sample() -> Superblock {
         Superblock {
             s_inodes_count: 1024,
@@ -250,7 +285,7 @@ mod tests {
             s_jnl_backup_type: 0,
             s_desc_size: 64,
             s_default_mount_opts: DefaultMountOpts::ACL,
-            s_jnl_blocks: [0; 17],
+            s_jnl_blocks: [0; JNL_BLOCKS_WORDS],
             s_min_extra_isize: 32,
             s_flags: SuperFlags::UNSIGNED_HASH,
             s_log_groups_per_flex: 4,

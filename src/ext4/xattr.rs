@@ -15,6 +15,8 @@ pub const IBODY_HEADER_SIZE: usize = 4;
 pub const ENTRY_HEADER_SIZE: usize = 16;
 /// The four zero bytes that end an entry list.
 pub const END_MARKER_SIZE: usize = 4;
+/// Longest name suffix an entry stores (`e_name_len` is one byte).
+pub const NAME_MAX: usize = u8::MAX as usize;
 
 /// Name indexes (`EXT4_XATTR_INDEX_*`): the namespace prefix is stored as a number.
 pub mod index {

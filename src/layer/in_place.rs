@@ -10,9 +10,9 @@ use std::path::Path;
 use std::sync::Arc;
 
 use super::{apply_entries, LayerStats};
+use crate::blob::compression::Compression;
 use crate::builder::ImageBuilder;
 use crate::error::{Error, Result};
-use crate::source::compression::Compression;
 use crate::tar::TarReader;
 
 /// Regular files with at least this much data are copied in place; smaller ones are already

@@ -157,7 +157,7 @@ fn fingerprint(opts: &BuildOptions, xattr: OverlayXattr) -> String {
     )
 }
 
-fn file_name(diff_id: &crate::source::digest::Digest) -> String {
+fn file_name(diff_id: &crate::blob::digest::Digest) -> String {
     format!("sha256-{}.ext4", diff_id.hex())
 }
 

@@ -4,11 +4,11 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use super::{apply_layer, apply_layer_overlay, in_place, LayerStats, OverlayXattr};
+use crate::blob::compression::Compression;
+use crate::blob::digest::{verify, Digest, HashingReader};
+use crate::blob::stream::{self, Hashing, Opener};
 use crate::builder::ImageBuilder;
 use crate::error::{Error, ErrorKind, Result};
-use crate::source::compression::Compression;
-use crate::source::digest::{verify, Digest, HashingReader};
-use crate::source::stream::{self, Hashing, Opener};
 
 /// One layer to apply.
 pub struct LayerInput {

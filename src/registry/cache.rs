@@ -16,9 +16,10 @@ use std::time::{Duration, SystemTime};
 
 use tempfile::NamedTempFile;
 
+use crate::blob::digest::{Digest, HashingReader};
 use crate::error::{Error, ErrorKind, Result};
-use crate::source::digest::{Digest, HashingReader};
-use crate::source::oci::{self, Descriptor, Layout, MAX_DOCUMENT};
+use crate::oci::{self, Descriptor, MAX_DOCUMENT};
+use crate::source::oci::Layout;
 
 /// The annotation naming a reference in `index.json`.
 pub const REF_NAME: &str = "org.opencontainers.image.ref.name";

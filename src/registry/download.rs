@@ -17,8 +17,8 @@ use std::time::Duration;
 use futures_util::StreamExt;
 use sha2::{Digest as _, Sha256};
 
+use crate::blob::digest::Digest;
 use crate::error::{Error, ErrorKind, Result};
-use crate::source::digest::Digest;
 
 use super::cache::Cache;
 use super::transport::{backoff, is_digest_error, retryable, Session};

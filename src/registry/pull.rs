@@ -9,15 +9,16 @@ use std::sync::Arc;
 use tokio::sync::{OnceCell, Semaphore};
 use tokio::task::{JoinHandle, JoinSet};
 
+use crate::blob::compression::{estimate_expanded_by_type, expanded_size_of};
+use crate::blob::digest::Digest;
 use crate::builder::{BuildOptions, ImageBuilder, Summary};
 use crate::error::{Error, ErrorKind, Result};
 use crate::layer::{apply_layers, LayerInput, LayerReport, NoProgress, Progress};
-use crate::source::compression::{estimate_expanded_by_type, expanded_size_of};
-use crate::source::digest::Digest;
-use crate::source::oci::{
-    self, document_media_type, image_layers, parse_document, select_platform, Config, Descriptor,
-    Document, Platform,
+use crate::oci::{
+    self, document_media_type, parse_document, select_platform, Config, Descriptor, Document,
+    Platform,
 };
+use crate::source::oci::image_layers;
 
 use super::auth::{AuthEnv, Credentials, FoundCredentials};
 use super::cache::Cache;
@@ -542,7 +543,7 @@ impl PulledImage {
     /// An estimate of the bytes of uncompressed tar in the layers, for choosing a block size
     /// before anything is downloaded: cached blobs are read for their stated size, the others
     /// estimated from their sizes and media types
-    /// ([`crate::source::compression::estimate_expanded_by_type`]).
+    /// ([`crate::blob::compression::estimate_expanded_by_type`]).
     pub fn estimated_tar_bytes(&self) -> u64 {
         self.tar_bytes
     }

@@ -4,8 +4,8 @@
 
 use std::fmt;
 
+use crate::blob::digest::Digest;
 use crate::error::{Error, Result};
-use crate::source::digest::Digest;
 
 /// The registry Docker Hub references resolve to.
 pub const DOCKER_HUB: &str = "docker.io";

@@ -15,7 +15,7 @@ use oci_client::secrets::RegistryAuth;
 use oci_client::{Client, RegistryOperation};
 
 use crate::error::{Error, ErrorKind, Result};
-use crate::source::oci::MAX_DOCUMENT;
+use crate::oci::MAX_DOCUMENT;
 
 use super::auth::{Credentials, FoundCredentials};
 use super::reference::ImageReference;

@@ -8,9 +8,9 @@ use std::io::{self, BufReader, Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use super::oci::MAX_DOCUMENT;
-use super::stream::Opener;
+use crate::blob::stream::Opener;
 use crate::error::{Error, Result};
+use crate::oci::MAX_DOCUMENT;
 use crate::tar::{EntryKind, TarReader};
 
 /// Members that no image archive has kept in an index at most.
@@ -232,12 +232,12 @@ impl TarIndex {
     }
 
     /// An opener of member `name`'s data, its size and its expanded size (see
-    /// [`super::compression::expanded_size_at`]).
+    /// [`crate::blob::compression::expanded_size_at`]).
     pub fn member(self: &Arc<Self>, name: &str) -> Result<(Opener, u64, Option<u64>)> {
         let (offset, size) = self.locate(name)?;
         let expanded = File::open(&self.path)
             .ok()
-            .and_then(|f| super::compression::expanded_size_at(&f, offset, size));
+            .and_then(|f| crate::blob::compression::expanded_size_at(&f, offset, size));
         let index = Arc::clone(self);
         let open: Opener = Arc::new(move || {
             let mut f =

@@ -8,10 +8,11 @@ use std::sync::Arc;
 use serde::Deserialize;
 
 use super::archive::{normalize, TarIndex};
-use super::digest::{verify, Digest};
-use super::oci::{parse_json, Image, Platform};
+use super::oci::Image;
+use crate::blob::digest::{verify, Digest};
 use crate::error::{Error, Result};
 use crate::layer::LayerInput;
+use crate::oci::{parse_json, Platform};
 
 /// One image in `manifest.json`.
 #[derive(Clone, Debug, Deserialize)]
@@ -90,7 +91,7 @@ impl Archive {
         if let Some(d) = named_digest(&m.config) {
             verify("config", &d, &Digest::of(&config_data))?;
         }
-        let config: super::oci::Config = parse_json("image config", &config_data)?;
+        let config: crate::oci::Config = parse_json("image config", &config_data)?;
         if config.rootfs.diff_ids.len() != m.layers.len() {
             return Err(Error::corrupt(format!(
                 "manifest.json lists {} layers but the config {} diff_ids",

@@ -3,20 +3,19 @@
 //! not, with their digests checked. Tars are recognised by their content.
 
 pub mod archive;
-pub mod compression;
-pub mod digest;
 pub mod directory;
 pub mod docker;
 pub mod oci;
 pub mod sniff;
-pub mod stream;
 
 use std::fs::File;
 use std::io::{BufReader, Read, Seek};
 use std::path::{Path, PathBuf};
 
+use crate::blob::compression;
 use crate::error::{Error, Result};
 use crate::layer::LayerInput;
+use crate::oci::Platform;
 
 /// What to build from.
 pub enum Plan {
@@ -170,7 +169,7 @@ pub struct Origin {
     /// How the source was read.
     pub reading: Reading,
     /// The image's platform (picked from an index, or else its config's), for images.
-    pub platform: Option<oci::Platform>,
+    pub platform: Option<Platform>,
     /// What the user should know about the reading: a tar that could have been read another
     /// way, an image for another platform than the one asked for, a spooled stream.
     pub notes: Vec<String>,
@@ -190,8 +189,8 @@ impl Origin {
 #[derive(Clone, Debug, Default)]
 pub struct PlanOptions {
     /// The platform to pick from an image index; `None` for the host's
-    /// ([`oci::Platform::host`]).
-    pub platform: Option<oci::Platform>,
+    /// ([`Platform::host`]).
+    pub platform: Option<Platform>,
     /// With a directory source: the owner to force on every entry.
     pub owner: Option<(u32, u32)>,
     /// Where an image archive that arrives as a stream (standard input, a pipe, a compressed
@@ -227,7 +226,7 @@ pub fn plan(source: Option<&str>, layers: &[PathBuf], options: &PlanOptions) -> 
     }
     let source =
         source.ok_or_else(|| Error::invalid("nothing to build: give a SOURCE or --layer files"))?;
-    let wanted = options.platform.clone().unwrap_or_else(oci::Platform::host);
+    let wanted = options.platform.clone().unwrap_or_else(Platform::host);
     if source == STDIN {
         use std::os::fd::AsFd;
         let stdin = std::io::stdin()
@@ -290,7 +289,7 @@ fn from_file(
     file: File,
     reference: Option<&str>,
     options: &PlanOptions,
-    wanted: &oci::Platform,
+    wanted: &Platform,
 ) -> Result<Plan> {
     let mut head = BufReader::with_capacity(64, file);
     let compression = compression::detect(&mut head)?;
@@ -338,7 +337,7 @@ fn from_stream(
     name: &str,
     reference: Option<&str>,
     options: &PlanOptions,
-    wanted: &oci::Platform,
+    wanted: &Platform,
 ) -> Result<Plan> {
     match sniff::sniff(
         Box::new(file),
@@ -404,7 +403,7 @@ fn from_index(
     index: std::sync::Arc<archive::TarIndex>,
     reference: Option<&str>,
     options: &PlanOptions,
-    wanted: &oci::Platform,
+    wanted: &Platform,
     rootfs: impl FnOnce() -> Result<Vec<LayerInput>>,
 ) -> Result<Plan> {
     let by_digest = reference.is_some_and(|r| r.starts_with("sha256:"));
@@ -466,7 +465,7 @@ fn from_index(
 fn image_plan(
     image: oci::Image,
     reading: Reading,
-    wanted: &oci::Platform,
+    wanted: &Platform,
     options: &PlanOptions,
 ) -> Plan {
     let mut origin = Origin::new(reading);

@@ -17,8 +17,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use super::archive::{is_image_member, normalize, shape_of, Shape};
-use super::compression::{self, Compression};
-use super::stream::Opener;
+use crate::blob::compression::{self, Compression};
+use crate::blob::stream::Opener;
 use crate::error::{Error, ErrorKind, Result};
 use crate::tar::TarReader;
 

@@ -2,8 +2,8 @@
 
 use base64::Engine;
 
+use crate::acl::{self, tag, AclEntry};
 use crate::entry::{Timestamp, Xattr};
-use crate::ext4::acl::{self, tag, AclEntry};
 
 /// One PAX record: key and value.
 pub type Record = (Vec<u8>, Vec<u8>);
@@ -173,13 +173,7 @@ pub fn text_acl_to_xattr(text: &[u8]) -> Result<Vec<u8>, String> {
     }
     // The kernel wants entries ordered by tag, then id.
     entries.sort_by_key(|e| (e.tag, e.id));
-    let mut out = acl::POSIX_ACL_XATTR_VERSION.to_le_bytes().to_vec();
-    for e in entries {
-        out.extend_from_slice(&e.tag.to_le_bytes());
-        out.extend_from_slice(&e.perm.to_le_bytes());
-        out.extend_from_slice(&e.id.to_le_bytes());
-    }
-    Ok(out)
+    Ok(acl::encode_xattr(&entries))
 }
 
 /// Most extended attributes one entry may carry, and most bytes of their names and values
@@ -511,8 +505,20 @@ mod tests {
     fn text_acls_become_wire_format() {
         let v =
             text_acl_to_xattr(b"user::rwx,user:1000:r-x,group::r-x,mask::r-x,other::---").unwrap();
-        let disk = acl::xattr_to_disk(&v).unwrap();
-        assert_eq!(disk.len(), 4 + 4 + 8 + 4 + 4 + 4);
+        let entries = acl::parse_xattr(&v).unwrap();
+        let tags: Vec<u16> = entries.iter().map(|e| e.tag).collect();
+        assert_eq!(
+            tags,
+            [
+                tag::USER_OBJ,
+                tag::USER,
+                tag::GROUP_OBJ,
+                tag::MASK,
+                tag::OTHER
+            ]
+        );
+        assert_eq!(entries[1].id, 1000);
+        assert_eq!(entries[1].perm, 5);
         assert!(text_acl_to_xattr(b"user:alice:rwx").is_err());
         assert!(text_acl_to_xattr(b"user:alice:rwx:1001").is_ok());
     }

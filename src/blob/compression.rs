@@ -7,6 +7,7 @@ use crate::error::{Error, Result};
 
 /// How a stream is compressed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Compression {
     /// Not compressed.
     None,

@@ -1,0 +1,8 @@
+//! Blobs as both sides see them: content digests, compression recognised by magic bytes, and the
+//! threaded stream that decompresses and hashes a layer while it is applied. Below both
+//! [`crate::layer`] (which applies layers) and [`crate::source`] (which finds them), so the
+//! dependencies run one way: `source` → `layer` → `blob`.
+
+pub mod compression;
+pub mod digest;
+pub mod stream;
