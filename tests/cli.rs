@@ -198,6 +198,19 @@ fn plain_progress_lines_when_stderr_is_not_a_terminal() {
     let o = run(&["build", "--layer", &l1, "--layer", &l2, "-o", outs, "-q"]);
     ok(&o);
     assert!(o.stderr.is_empty(), "{}", text(&o.stderr));
+    // An image's layers are named by their place and digest, once.
+    let fixture = concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/example-oci");
+    let o = run(&["build", fixture, "-o", outs]);
+    ok(&o);
+    let err = text(&o.stderr);
+    let lines: Vec<&str> = err.lines().collect();
+    assert_eq!(lines.len(), 4, "{err}");
+    for (i, line) in lines[..3].iter().enumerate() {
+        assert!(
+            line.starts_with(&format!("layer {}/3 (sha256:", i + 1)),
+            "{err}"
+        );
+    }
 }
 
 #[test]

@@ -231,8 +231,9 @@ impl Progress for Bars {
 impl Bars {
     /// The plain line for a layer applied: which, how big, whence, what it held.
     fn done_line(&self, index: usize, report: &LayerReport) -> String {
-        // A pulled layer's name already says which of how many it is.
-        let which = if self.downloads.is_empty() {
+        // A pulled layer's name, and an image's (`layer 2/3 (sha256:…)`), already say which of
+        // how many it is.
+        let which = if self.downloads.is_empty() && !report.name.starts_with("layer ") {
             format!("layer {} {}", index + 1, short(&report.name))
         } else {
             short(&report.name)
