@@ -607,19 +607,25 @@ impl ImageBuilder {
         self.discard_freed()
     }
 
-    /// Applies an OCI opaque marker in directory `dir` for the current layer.
-    pub(crate) fn opaque(&mut self, dir: &[u8]) -> Result<()> {
+    /// The directory `dir`, created (with its parents) for the current layer when missing;
+    /// `refusal` is the error's message when the path does not lead to a directory.
+    fn layer_dir(&mut self, dir: &[u8], refusal: &str) -> Result<NodeId> {
         let comps = normalize(dir, self.opts.limits.max_depth)
             .map_err(|e| Error::corrupt(e.to_string()))?;
         let implicit = self.implicit.clone();
-        let node = self
-            .tree
+        self.tree
             .resolve_dir(
                 &comps,
                 Some((&implicit, self.layer)),
                 self.opts.limits.max_symlink_follows,
             )?
-            .ok_or_else(|| Error::corrupt("opaque directory cannot be created"))?;
+            .ok_or_else(|| Error::corrupt(refusal))
+    }
+
+    /// Applies an OCI opaque marker in directory `dir` for the current layer.
+    pub(crate) fn opaque(&mut self, dir: &[u8]) -> Result<()> {
+        let node = self.layer_dir(dir, "opaque directory cannot be created")?;
+        let implicit = self.implicit.clone();
         self.tree.label_give_ways(dir);
         self.tree.make_opaque(node, self.layer, &implicit);
         self.discard_freed()
@@ -628,17 +634,7 @@ impl ImageBuilder {
     /// Sets the extended attribute `name` of directory `dir` to `value`, creating the directory
     /// (and its parents) with default attributes when it is missing.
     pub(crate) fn set_dir_xattr(&mut self, dir: &[u8], name: &[u8], value: &[u8]) -> Result<()> {
-        let comps = normalize(dir, self.opts.limits.max_depth)
-            .map_err(|e| Error::corrupt(e.to_string()))?;
-        let implicit = self.implicit.clone();
-        let node = self
-            .tree
-            .resolve_dir(
-                &comps,
-                Some((&implicit, self.layer)),
-                self.opts.limits.max_symlink_follows,
-            )?
-            .ok_or_else(|| Error::corrupt("not a directory"))?;
+        let node = self.layer_dir(dir, "not a directory")?;
         let mut list: Vec<Xattr> = self.tree.inode(node).attrs.xattrs.to_vec();
         list.retain(|x| x.name != name);
         list.push(Xattr {

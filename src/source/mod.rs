@@ -314,20 +314,16 @@ fn from_file(
     let raw = Box::new(file);
     match sniff::sniff(raw, true, &spool_dir(options), options.cancel.as_deref())? {
         sniff::Sniffed::Rootfs { .. } => rootfs_plan(vec![file_layer(path)], reference),
-        sniff::Sniffed::Archive { tar, .. } => {
-            let spooled = tar.to_path_buf();
-            let index = archive::TarIndex::open(&spooled, Some(tar))?;
-            let mut plan = from_index(index, reference, options, wanted, || {
-                Err(Error::corrupt(
-                    "the spooled archive no longer reads as the image it was",
-                ))
-            })?;
-            plan.origin_mut().notes.push(format!(
+        sniff::Sniffed::Archive { tar, .. } => spooled_plan(
+            tar,
+            reference,
+            options,
+            wanted,
+            format!(
                 "the {} archive was decompressed to a temporary file beside the output",
                 compression.name()
-            ));
-            Ok(plan)
-        }
+            ),
+        ),
     }
 }
 
@@ -360,20 +356,34 @@ fn from_stream(
             };
             rootfs_plan(vec![layer], reference)
         }
-        sniff::Sniffed::Archive { tar, .. } => {
-            let spooled = tar.to_path_buf();
-            let index = archive::TarIndex::open(&spooled, Some(tar))?;
-            let mut plan = from_index(index, reference, options, wanted, || {
-                Err(Error::corrupt(
-                    "the spooled archive no longer reads as the image it was",
-                ))
-            })?;
-            plan.origin_mut()
-                .notes
-                .push("the stream was spooled to a temporary file beside the output".into());
-            Ok(plan)
-        }
+        sniff::Sniffed::Archive { tar, .. } => spooled_plan(
+            tar,
+            reference,
+            options,
+            wanted,
+            "the stream was spooled to a temporary file beside the output".into(),
+        ),
     }
+}
+
+/// The plan of an image archive spooled to the temporary file `tar` (removed when the plan's
+/// layers are dropped), with `note` said of it.
+fn spooled_plan(
+    tar: tempfile::TempPath,
+    reference: Option<&str>,
+    options: &PlanOptions,
+    wanted: &Platform,
+    note: String,
+) -> Result<Plan> {
+    let spooled = tar.to_path_buf();
+    let index = archive::TarIndex::open(&spooled, Some(tar))?;
+    let mut plan = from_index(index, reference, options, wanted, || {
+        Err(Error::corrupt(
+            "the spooled archive no longer reads as the image it was",
+        ))
+    })?;
+    plan.origin_mut().notes.push(note);
+    Ok(plan)
 }
 
 fn spool_dir(options: &PlanOptions) -> PathBuf {
