@@ -2,7 +2,6 @@
 
 mod cli;
 
-use std::io::Write as _;
 use std::process::ExitCode;
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
@@ -10,7 +9,7 @@ use std::time::Instant;
 
 use clap::Parser;
 
-use cli::escape::{escape, escape_json};
+use cli::escape::escape;
 use cli::progress::Bars;
 use cli::signals::Interrupt;
 use cli::units::human;
@@ -323,13 +322,7 @@ fn report(
                 "cached_blobs": p.blobs_cached,
             });
         }
-        escape_json(&mut out);
-        // A reader that went away (`| head`) is not worth a panic.
-        let _ = writeln!(
-            std::io::stdout().lock(),
-            "{}",
-            serde_json::to_string_pretty(&out).unwrap_or_default()
-        );
+        cli::json::print(out);
     } else if !args.quiet {
         let used_pct = 100.0 * summary.blocks_used as f64 / summary.blocks_count.max(1) as f64;
         let read = origin.map_or_else(String::new, |o| match &o.platform {

@@ -500,6 +500,14 @@ fn names_and_keys_from_the_input_are_printed_escaped() {
         String::from_utf8_lossy(&o.stderr)
     );
     assert_no_output(dir.path());
+    // The same error as a --json error object: escaped as on stderr.
+    let o = build_layer(&layer, &out, &["--json"]);
+    assert_eq!(o.status.code(), Some(3));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let message = v["error"]["message"].as_str().unwrap();
+    assert!(message.contains("l\\u{1b}[2J"), "{message}");
+    assert!(!message.chars().any(char::is_control), "{message:?}");
+    assert_no_output(dir.path());
 }
 
 #[test]

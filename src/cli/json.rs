@@ -1,5 +1,6 @@
 //! The `--json` output's frame: the schema version and the error object printed on failure.
 
+use super::escape::escape_json;
 use super::Failure;
 
 /// The version of the JSON objects printed with `--json`; raised when a field changes meaning
@@ -34,10 +35,24 @@ pub fn error_object(f: &Failure) -> serde_json::Value {
     })
 }
 
-/// Prints the error object of `f` on stdout, one line (a closed stdout is not a second error).
+/// Prints `out` on stdout, pretty, with the input's text escaped as on stderr (see
+/// [`escape_json`]). A reader that went away (`| head`) is not worth a panic or a second error.
+pub fn print(mut out: serde_json::Value) {
+    use std::io::Write;
+    escape_json(&mut out);
+    let _ = writeln!(
+        std::io::stdout().lock(),
+        "{}",
+        serde_json::to_string_pretty(&out).unwrap_or_default()
+    );
+}
+
+/// Prints the error object of `f` on stdout, one line, escaped as [`print`] escapes.
 pub fn print_error(f: &Failure) {
     use std::io::Write;
-    let _ = writeln!(std::io::stdout().lock(), "{}", error_object(f));
+    let mut out = error_object(f);
+    escape_json(&mut out);
+    let _ = writeln!(std::io::stdout().lock(), "{out}");
 }
 
 #[cfg(test)]

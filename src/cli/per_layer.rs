@@ -1,11 +1,9 @@
 //! `--per-layer`: one image per layer instead of one flattened image.
 
-use std::io::Write;
-
 use oci2ext4::layer::{build_per_layer, LayerInput, OverlayXattr, PerLayerOptions, Progress};
 use oci2ext4::BuildOptions;
 
-use super::escape::{escape, escape_json};
+use super::escape::escape;
 use super::{Failure, ImageArgs};
 
 /// Builds the per-layer images of `layers` into the `--per-layer` directory and prints the
@@ -36,7 +34,7 @@ pub fn run(
         }
     }
     if args.json {
-        let mut out = serde_json::json!({
+        let out = serde_json::json!({
             "schema": super::json::SCHEMA,
             "manifest": summary.manifest.display().to_string(),
             "dir": dir.display().to_string(),
@@ -52,12 +50,7 @@ pub fn run(
             "mount_options": summary.mount_options,
             "warnings": summary.warnings,
         });
-        escape_json(&mut out);
-        let _ = writeln!(
-            std::io::stdout().lock(),
-            "{}",
-            serde_json::to_string_pretty(&out).unwrap_or_default()
-        );
+        super::json::print(out);
     } else if !args.quiet {
         for l in &summary.layers {
             let hash = l.verity.as_ref().map_or_else(String::new, |v| {
