@@ -12,10 +12,12 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
 use common::layers::{expected, gzip, zstd, LayerGen, Op};
-use common::model::{Kind, Tree};
+use common::model::Tree;
 use common::oci::{write_docker_archive, write_image, write_layout, ImageSpec};
 use common::tars::Attrs;
-use common::{can_mount, check_image, scratch, skip, snapshot, Check, Mounted};
+use common::{
+    can_mount, check_image, scratch, skip, snapshot, umoci_comparable, umoci_tree, Check, Mounted,
+};
 
 const NO_RW: Check = Check { read_write: false };
 const TAR: &str = "application/vnd.oci.image.layer.v1.tar";
@@ -152,49 +154,13 @@ fn three_layers() -> Vec<(Vec<u8>, Vec<Op>)> {
     vec![l1, l2, l3]
 }
 
-/// Zeroes what `umoci raw unpack` cannot be compared on: directory times (it stamps the
-/// directories it makes with the time of unpacking) and the root's mode.
-fn comparable(mut t: Tree) -> Tree {
-    for i in 0..t.inodes.len() {
-        if t.inodes[i].kind == Kind::Dir {
-            t.inodes[i].mtime = (0, 0);
-        }
-    }
-    let root = t.paths[&Vec::new()];
-    t.inodes[root].mode = 0o755;
-    t
-}
-
-/// The tree `umoci raw unpack` makes of `layout:tag`, when umoci and root are there.
-fn umoci_tree(layout: &Path, tag: &str, dir: &Path) -> Option<Tree> {
-    if Command::new("umoci").arg("--version").output().is_err() || !can_mount() {
-        skip("umoci comparison", "needs umoci and root");
-        return None;
-    }
-    let rootfs = dir.join(format!("umoci-{tag}"));
-    let o = Command::new("umoci")
-        .args(["raw", "unpack", "--image"])
-        .arg(format!("{}:{tag}", layout.display()))
-        .arg(&rootfs)
-        .output()
-        .unwrap();
-    assert!(
-        o.status.success(),
-        "umoci: {}",
-        String::from_utf8_lossy(&o.stderr)
-    );
-    let t = comparable(snapshot(&rootfs));
-    let _ = Command::new("rm").arg("-rf").arg(&rootfs).status();
-    Some(t)
-}
-
 /// Checks the image at `out` against the model and, when given, umoci's tree.
 fn judge(out: &Path, want: &Tree, umoci: Option<&Tree>, what: &str) {
     eprintln!("checking {what}");
     check_image(out, want, NO_RW);
     if let Some(theirs) = umoci {
         let m = Mounted::new(out, true).unwrap();
-        common::assert_same_tree(theirs, &comparable(snapshot(m.path())));
+        common::assert_same_tree(theirs, &umoci_comparable(snapshot(m.path())));
     }
 }
 

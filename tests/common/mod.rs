@@ -587,6 +587,43 @@ pub fn read_write_session(image: &Path) {
     }
 }
 
+/// Zeroes what `umoci raw unpack` cannot be compared on: directory times (it stamps the
+/// directories it makes with the time of unpacking) and the root's mode.
+pub fn umoci_comparable(mut t: Tree) -> Tree {
+    for i in 0..t.inodes.len() {
+        if t.inodes[i].kind == Kind::Dir {
+            t.inodes[i].mtime = (0, 0);
+        }
+    }
+    let root = t.paths[&Vec::new()];
+    t.inodes[root].mode = 0o755;
+    t
+}
+
+/// The tree `umoci raw unpack` makes of `layout:tag` (made in `dir`, then removed), made
+/// comparable with [`umoci_comparable`]; `None`, saying why, without umoci or root.
+pub fn umoci_tree(layout: &Path, tag: &str, dir: &Path) -> Option<Tree> {
+    if Command::new("umoci").arg("--version").output().is_err() || !can_mount() {
+        skip("umoci comparison", "needs umoci and root");
+        return None;
+    }
+    let rootfs = dir.join(format!("umoci-{tag}"));
+    let o = Command::new("umoci")
+        .args(["raw", "unpack", "--image"])
+        .arg(format!("{}:{tag}", layout.display()))
+        .arg(&rootfs)
+        .output()
+        .unwrap();
+    assert!(
+        o.status.success(),
+        "umoci: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let t = umoci_comparable(snapshot(&rootfs));
+    let _ = Command::new("rm").arg("-rf").arg(&rootfs).status();
+    Some(t)
+}
+
 /// A scratch directory for a test's files.
 pub fn scratch() -> tempfile::TempDir {
     tempfile::Builder::new()
