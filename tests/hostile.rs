@@ -131,22 +131,27 @@ impl std::io::Read for Slow {
     }
 }
 
+/// `oci2ext4 build --layer /dev/stdin -o out`, started with its stdin and stderr piped.
+fn build_from_a_pipe(out: &Path) -> std::process::Child {
+    Command::new(common::bin())
+        .arg("build")
+        .arg("--layer")
+        .arg("/dev/stdin")
+        .arg("-o")
+        .arg(out)
+        .stdin(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
 #[test]
 fn sigterm_sigint_and_sighup_remove_the_output() {
     for (signal, code) in [("TERM", 143), ("INT", 130), ("HUP", 129)] {
         let dir = scratch();
         let out = dir.path().join("sig.ext4");
         // Feed a layer through a pipe, slowly: the build is surely running when the signal comes.
-        let mut child = Command::new(common::bin())
-            .arg("build")
-            .arg("--layer")
-            .arg("/dev/stdin")
-            .arg("-o")
-            .arg(&out)
-            .stdin(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
+        let mut child = build_from_a_pipe(&out);
         let mut stdin = child.stdin.take().unwrap();
         let writer = std::thread::spawn(move || {
             let mut g = LayerGen::new();
@@ -203,16 +208,7 @@ fn a_signal_stops_a_build_reading_a_stalled_pipe() {
     for (signal, code) in [("INT", 130), ("TERM", 143), ("HUP", 129)] {
         let dir = scratch();
         let out = dir.path().join("stall.ext4");
-        let mut child = Command::new(common::bin())
-            .arg("build")
-            .arg("--layer")
-            .arg("/dev/stdin")
-            .arg("-o")
-            .arg(&out)
-            .stdin(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
+        let mut child = build_from_a_pipe(&out);
         // The whole archive, then nothing: the pipe stays open, so the build waits for more.
         let mut g = LayerGen::new();
         g.file("f", Attrs::new(0o644), b"data");
