@@ -5,9 +5,8 @@
 mod common;
 
 use std::fs;
-use std::path::PathBuf;
 
-use common::layers::{expected, gzip, zstd, LayerGen, Op};
+use common::layers::{build_layers as build, expected, gzip, zstd, LayerGen, Op};
 use common::model::Kind;
 use common::tars::Attrs;
 use common::{check_image, scratch, Check};
@@ -16,25 +15,6 @@ use oci2ext4::source::file_layer;
 use oci2ext4::{BuildOptions, ErrorKind, ImageBuilder};
 
 const NO_RW: Check = Check { read_write: false };
-
-/// Builds an image from layer blobs (any compression); the image path or the error.
-fn build(
-    dir: &tempfile::TempDir,
-    name: &str,
-    blobs: &[Vec<u8>],
-) -> Result<PathBuf, oci2ext4::Error> {
-    let mut inputs = Vec::new();
-    for (i, blob) in blobs.iter().enumerate() {
-        let p = dir.path().join(format!("{name}-layer{i}"));
-        fs::write(&p, blob).unwrap();
-        inputs.push(file_layer(&p));
-    }
-    let image = dir.path().join(format!("{name}.ext4"));
-    let mut b = ImageBuilder::create(&image, BuildOptions::default())?;
-    apply_layers(&mut b, inputs, &mut NoProgress)?;
-    b.finish()?;
-    Ok(image)
-}
 
 /// Builds `layers` and checks the image against the model of their ops.
 fn check_layers(name: &str, layers: Vec<LayerGen>) {

@@ -9,17 +9,14 @@ mod common;
 
 use std::fs;
 use std::io::Read;
-use std::path::PathBuf;
 use std::process::Command;
 
-use common::layers::{expected, Op};
+use common::layers::{build_layers as build, expected, Op};
 use common::model::Kind;
 use common::tars::Attrs;
 use common::{check_image, scratch, skip, Check};
-use oci2ext4::layer::{apply_layers, NoProgress};
-use oci2ext4::source::file_layer;
 use oci2ext4::tar::{Entry, EntryKind, TarReader};
-use oci2ext4::{BuildOptions, ErrorKind, ImageBuilder, Timestamp};
+use oci2ext4::{ErrorKind, Timestamp};
 use sha2::{Digest, Sha256};
 
 const NO_RW: Check = Check { read_write: false };
@@ -1318,20 +1315,6 @@ fn refused_beyond_go() {
 
 // ---------------------------------------------------------------------------------------------
 // Whole builds: the image holds what Go reads, judged by e2fsck and a kernel mount.
-
-fn build(dir: &tempfile::TempDir, name: &str, layers: &[Vec<u8>]) -> oci2ext4::Result<PathBuf> {
-    let mut inputs = Vec::new();
-    for (i, blob) in layers.iter().enumerate() {
-        let p = dir.path().join(format!("{name}-{i}.tar"));
-        fs::write(&p, blob).unwrap();
-        inputs.push(file_layer(&p));
-    }
-    let image = dir.path().join(format!("{name}.ext4"));
-    let mut b = ImageBuilder::create(&image, BuildOptions::default())?;
-    apply_layers(&mut b, inputs, &mut NoProgress)?;
-    b.finish()?;
-    Ok(image)
-}
 
 fn file_op(path: &str, a: Attrs, content: &[u8]) -> Op {
     let kind = Kind::File {

@@ -240,3 +240,24 @@ pub fn gzip(data: &[u8]) -> Vec<u8> {
 pub fn zstd(data: &[u8]) -> Vec<u8> {
     zstd::encode_all(data, 3).unwrap()
 }
+
+/// Builds an image from layer blobs (any compression), each written to `NAME-layerI` in `dir`
+/// and applied in order with default options; the image path (`NAME.ext4`) or the error.
+pub fn build_layers(
+    dir: &tempfile::TempDir,
+    name: &str,
+    blobs: &[Vec<u8>],
+) -> Result<std::path::PathBuf, oci2ext4::Error> {
+    use oci2ext4::layer::{apply_layers, NoProgress};
+    let mut inputs = Vec::new();
+    for (i, blob) in blobs.iter().enumerate() {
+        let p = dir.path().join(format!("{name}-layer{i}"));
+        std::fs::write(&p, blob).unwrap();
+        inputs.push(oci2ext4::source::file_layer(&p));
+    }
+    let image = dir.path().join(format!("{name}.ext4"));
+    let mut b = oci2ext4::ImageBuilder::create(&image, oci2ext4::BuildOptions::default())?;
+    apply_layers(&mut b, inputs, &mut NoProgress)?;
+    b.finish()?;
+    Ok(image)
+}
