@@ -26,6 +26,9 @@ pub enum ErrorKind {
     Registry,
     /// The build was cancelled.
     Cancelled,
+    /// A consistency check of the builder failed (a bug): the build stops with this error rather
+    /// than write a damaged image.
+    Internal,
 }
 
 impl ErrorKind {
@@ -40,6 +43,7 @@ impl ErrorKind {
             ErrorKind::Io => "I/O error",
             ErrorKind::Registry => "registry error",
             ErrorKind::Cancelled => "cancelled",
+            ErrorKind::Internal => "internal error",
         }
     }
 }
@@ -90,6 +94,11 @@ impl Error {
     /// Shorthand for [`ErrorKind::LimitExceeded`].
     pub fn limit(message: impl Into<String>) -> Self {
         Error::new(ErrorKind::LimitExceeded, message)
+    }
+
+    /// Shorthand for [`ErrorKind::Internal`].
+    pub fn internal(message: impl Into<String>) -> Self {
+        Error::new(ErrorKind::Internal, message)
     }
 
     /// Shorthand for [`ErrorKind::Unsupported`].

@@ -384,6 +384,6 @@ fn help_is_wrapped_and_has_environment_and_exit_sections() {
             assert!(line.contains(&class), "{line:?} is not {class:?}");
             rows += 1;
         }
-        assert_eq!(rows, 10);
+        assert_eq!(rows, 11);
     }
 }

@@ -13,6 +13,7 @@ use super::writer::{AlignedBuf, BackgroundWriter};
 
 use crate::error::{Error, ErrorKind, Result};
 use crate::ext4::extent::{Extent, EXT_INIT_MAX_LEN};
+use crate::ext4::{capped, fit};
 use crate::layout::alloc::BlockAllocator;
 
 /// Blocks taken from the allocator at a time; what a file does not use goes to the next one.
@@ -279,13 +280,14 @@ impl FileSession<'_> {
                 self.w.buf_start = b;
             }
             self.w.committed += bs;
-            self.record(b);
+            self.record(b)?;
         }
         Ok(())
     }
 
-    /// Maps the current logical block to image block `b`, and moves on to the next.
-    fn record(&mut self, b: u64) {
+    /// Maps the current logical block to image block `b`, and moves on to the next. Callers
+    /// stop files at [`MAX_FILE_BLOCKS`]; a block past 32 bits is refused all the same.
+    fn record(&mut self, b: u64) -> Result<()> {
         match self.extents.last_mut() {
             Some(e)
                 if u64::from(e.ee_block) + u64::from(e.len()) == self.block
@@ -295,12 +297,13 @@ impl FileSession<'_> {
                 e.ee_len += 1;
             }
             _ => self.extents.push(Extent {
-                ee_block: self.block as u32,
+                ee_block: fit("ee_block", self.block)?,
                 ee_len: 1,
                 ee_start: b,
             }),
         }
         self.block += 1;
+        Ok(())
     }
 
     /// Makes room for at least `need` more bytes in the buffer.
@@ -437,7 +440,7 @@ impl FileSession<'_> {
                         run = Some((from, to, bs as u64, crc32c::crc32c(block)));
                     }
                 }
-                self.record(b);
+                self.record(b)?;
             }
             if let Some((f, t, l, crc)) = run {
                 self.w.writer.copy(src.clone(), f, t, l, crc)?;
@@ -463,7 +466,8 @@ impl FileSession<'_> {
         if partial > 0 {
             if offset / bs as u64 == self.block {
                 // Still inside the block being filled.
-                let gap = (offset - pos) as usize;
+                // Inside one block: less than `bs`.
+                let gap = capped(offset - pos, bs);
                 self.w.buf.as_mut_slice()[self.w.filled..self.w.filled + gap].fill(0);
                 self.w.filled += gap;
                 return Ok(());
@@ -471,7 +475,7 @@ impl FileSession<'_> {
             self.pad_block()?;
         }
         self.block = offset / bs as u64;
-        let lead = (offset % bs as u64) as usize;
+        let lead = capped(offset % bs as u64, bs);
         self.make_room(bs)?;
         self.w.buf.as_mut_slice()[self.w.filled..self.w.filled + lead].fill(0);
         self.w.filled += lead;
@@ -503,7 +507,12 @@ impl FileSession<'_> {
             return Err(too_large(self.w.bs));
         }
         self.pad_block()?;
-        debug_assert_eq!(self.w.committed, self.w.filled);
+        if self.w.committed != self.w.filled {
+            return Err(Error::internal(format!(
+                "{} bytes of file data were left unplaced after its last block",
+                self.w.filled - self.w.committed
+            )));
+        }
         Ok(self.extents)
     }
 }
@@ -533,15 +542,16 @@ mod tests {
     }
 
     fn read_back(file: &File, extents: &[Extent], size: u64) -> Vec<u8> {
-        let mut out = vec![0u8; size as usize];
+        let mut out = vec![0u8; usize::try_from(size).unwrap()];
         for e in extents {
             let from = u64::from(e.ee_block) * BS as u64;
-            let len = (u64::from(e.len()) * BS as u64).min(size - from) as usize;
-            file.read_exact_at(
-                &mut out[from as usize..from as usize + len],
-                e.ee_start * BS as u64,
-            )
-            .unwrap();
+            let len = capped(
+                u64::from(e.len()) * BS as u64,
+                usize::try_from(size - from).unwrap(),
+            );
+            let from = usize::try_from(from).unwrap();
+            file.read_exact_at(&mut out[from..from + len], e.ee_start * BS as u64)
+                .unwrap();
         }
         out
     }
@@ -605,7 +615,7 @@ mod tests {
             [0, 10]
         );
         let back = read_back(&file, &extents, size);
-        let mut want = vec![0u8; size as usize];
+        let mut want = vec![0u8; usize::try_from(size).unwrap()];
         want[100..150].fill(7);
         want[10 * BS + 5..10 * BS + 15].fill(9);
         assert_eq!(back, want);

@@ -16,6 +16,12 @@
 //! # }
 //! ```
 
+#![deny(
+    clippy::cast_possible_truncation,
+    clippy::cast_sign_loss,
+    clippy::cast_possible_wrap
+)]
+
 mod data;
 mod finish;
 mod options;
@@ -320,7 +326,8 @@ impl ImageBuilder {
             }
         }
         Ok(Attrs {
-            mode: (meta.mode & u32::from(mode::PERMISSIONS)) as u16,
+            // Masked to the 12 permission bits.
+            mode: crate::ext4::lo16(meta.mode & u32::from(mode::PERMISSIONS)),
             uid: meta.uid,
             gid: meta.gid,
             atime,

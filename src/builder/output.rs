@@ -206,7 +206,12 @@ impl BlockSink {
     /// Queues whole blocks for block `block` onwards.
     pub fn write(&mut self, block: u64, data: &[u8]) -> Result<()> {
         let bs = self.bs;
-        debug_assert_eq!(data.len() % bs, 0);
+        if !data.len().is_multiple_of(bs) {
+            return Err(Error::internal(format!(
+                "a metadata write of {} bytes at block {block} is not whole {bs}-byte blocks",
+                data.len()
+            )));
+        }
         let cap = self.buf.as_slice().len();
         for (i, chunk) in data.chunks(cap).enumerate() {
             let at = block + (i * cap / bs) as u64;
@@ -257,7 +262,7 @@ pub fn discard(file: &File, offset: u64, len: u64) -> io::Result<()> {
             let zeros = vec![0u8; 1 << 20];
             let mut done = 0u64;
             while done < len {
-                let n = (len - done).min(zeros.len() as u64) as usize;
+                let n = crate::ext4::capped(len - done, zeros.len());
                 file.write_all_at(&zeros[..n], offset + done)?;
                 done += n as u64;
             }

@@ -167,7 +167,11 @@ fn run(
                     read_copied += rest;
                 }
                 kernel_copied += by_kernel;
-                crc = crc32c::crc32c_combine(crc, run_crc, len as usize);
+                crc = crc32c::crc32c_combine(
+                    crc,
+                    run_crc,
+                    usize::try_from(len).map_err(io::Error::other)?,
+                );
             }
         }
     }

@@ -17,6 +17,7 @@ Environment:
 
 Exit status:
   0    success
+  1    internal error (a bug, reported instead of a damaged image)
   2    invalid argument (a size that does not fit, an unknown tag, options)
   3    corrupt input (broken tar or compressed stream, bad entry name)
   4    digest mismatch

@@ -19,9 +19,13 @@ impl<'a> Bitmap<'a> {
 
     /// Marks `count` entries starting at `first` as in use.
     pub fn set_range(&mut self, first: u32, count: u32) {
-        let (mut i, end) = (first as usize, first as usize + count as usize);
+        self.set_bits(first as usize, first as usize + count as usize);
+    }
+
+    /// Sets bits `i..end`.
+    fn set_bits(&mut self, mut i: usize, end: usize) {
         // Leading bits up to a byte boundary.
-        while i < end && i % 8 != 0 {
+        while i < end && !i.is_multiple_of(8) {
             self.bits[i / 8] |= 1 << (i % 8);
             i += 1;
         }
@@ -39,9 +43,10 @@ impl<'a> Bitmap<'a> {
     /// Sets every bit from `used_len` to the end of the block: the padding past the group's
     /// real entries.
     pub fn pad_from(&mut self, used_len: u32) {
-        let total = (self.bits.len() * 8) as u32;
-        if used_len < total {
-            self.set_range(used_len, total - used_len);
+        let total = self.bits.len() * 8;
+        let from = used_len as usize;
+        if from < total {
+            self.set_bits(from, total);
         }
     }
 

@@ -1,6 +1,8 @@
 //! The directory name hash of hashed (htree) directories: half MD4 (`DX_HASH_HALF_MD4`), as
 //! the kernel's `ext4fs_dirhash()` computes it, with the superblock's `s_hash_seed`.
 
+use super::lo32;
+
 /// `EXT4_HTREE_EOF_32BIT`: the hash value reserved for "end of directory".
 const EXT4_HTREE_EOF_32BIT: u32 = 0x7FFF_FFFF;
 
@@ -32,7 +34,8 @@ fn seed_words(seed: &[u8; 16]) -> [u32; 4] {
 /// `str2hashbuf_signed` / `str2hashbuf_unsigned`: packs up to `4 * out.len()` bytes of `msg`
 /// into words, big-endian within each word, padding with a word derived from the length.
 fn str2hashbuf(msg: &[u8], sign: CharSign, out: &mut [u32]) {
-    let len = msg.len() as u32;
+    // `(__u32)len` as the kernel computes it; names are at most 255 bytes.
+    let len = lo32(msg.len() as u64);
     let mut pad = len | (len << 8);
     pad |= pad << 16;
     let take = msg.len().min(out.len() * 4);
@@ -41,7 +44,7 @@ fn str2hashbuf(msg: &[u8], sign: CharSign, out: &mut [u32]) {
     for (i, &byte) in msg[..take].iter().enumerate() {
         let c = match sign {
             #[cfg(test)]
-            CharSign::Signed => byte as i8 as i32 as u32,
+            CharSign::Signed => i32::from(byte.cast_signed()).cast_unsigned(),
             CharSign::Unsigned => u32::from(byte),
         };
         val = c.wrapping_add(val << 8);

@@ -7,13 +7,16 @@ use byteorder::{ByteOrder, LittleEndian as LE};
 
 use super::checksum::ext4_crc32c;
 use super::inode::I_BLOCK_SIZE;
+use super::{fit, split48, FieldOutOfRange};
 
 /// `eh_magic`
 pub const EXT4_EXT_MAGIC: u16 = 0xF30A;
 /// Size of the header and of each entry.
 pub const ENTRY_SIZE: usize = 12;
+/// Longest run an initialized extent can describe (`EXT_INIT_MAX_LEN`), as `ee_len` holds it.
+pub const EE_LEN_MAX: u16 = 32_768;
 /// Longest run an initialized extent can describe (`EXT_INIT_MAX_LEN`).
-pub const EXT_INIT_MAX_LEN: u32 = 32_768;
+pub const EXT_INIT_MAX_LEN: u32 = EE_LEN_MAX as u32;
 /// `EXT4_MAX_EXTENT_DEPTH`
 pub const MAX_DEPTH: u16 = 5;
 /// Entries in the inode's root node: `(60 - 12) / 12`.
@@ -43,28 +46,49 @@ impl Extent {
         u32::from(self.ee_len)
     }
 
-    fn encode(self, out: &mut [u8]) {
+    /// Encodes the entry; `ee_len` beyond [`EXT_INIT_MAX_LEN`] (an unwritten extent's
+    /// encoding) and `ee_start` beyond 48 bits are refused.
+    fn encode(self, out: &mut [u8]) -> Result<(), FieldOutOfRange> {
+        if self.len() > EXT_INIT_MAX_LEN {
+            return Err(FieldOutOfRange {
+                field: "ee_len",
+                value: u64::from(self.ee_len),
+                max: u64::from(EXT_INIT_MAX_LEN),
+            });
+        }
+        let (lo, hi) = split48("ee_start", self.ee_start)?;
         LE::write_u32(&mut out[0..], self.ee_block);
         LE::write_u16(&mut out[4..], self.ee_len);
-        LE::write_u16(&mut out[6..], (self.ee_start >> 32) as u16);
-        LE::write_u32(&mut out[8..], self.ee_start as u32);
+        LE::write_u16(&mut out[6..], hi);
+        LE::write_u32(&mut out[8..], lo);
+        Ok(())
     }
 }
 
-fn encode_header(out: &mut [u8], entries: usize, max: usize, depth: u16) {
+fn encode_header(
+    out: &mut [u8],
+    entries: usize,
+    max: usize,
+    depth: u16,
+) -> Result<(), FieldOutOfRange> {
+    let eh_entries: u16 = fit("eh_entries", entries as u64)?;
+    let eh_max: u16 = fit("eh_max", max as u64)?;
     LE::write_u16(&mut out[0..], EXT4_EXT_MAGIC);
-    LE::write_u16(&mut out[2..], entries as u16);
-    LE::write_u16(&mut out[4..], max as u16);
+    LE::write_u16(&mut out[2..], eh_entries);
+    LE::write_u16(&mut out[4..], eh_max);
     LE::write_u16(&mut out[6..], depth);
     LE::write_u32(&mut out[8..], 0); // eh_generation
+    Ok(())
 }
 
 /// `struct ext4_extent_idx`: the subtree covering logical blocks from `ei_block` is at `ei_leaf`.
-fn encode_idx(out: &mut [u8], ei_block: u32, ei_leaf: u64) {
+fn encode_idx(out: &mut [u8], ei_block: u32, ei_leaf: u64) -> Result<(), FieldOutOfRange> {
+    let (lo, hi) = split48("ei_leaf", ei_leaf)?;
     LE::write_u32(&mut out[0..], ei_block);
-    LE::write_u32(&mut out[4..], ei_leaf as u32);
-    LE::write_u16(&mut out[8..], (ei_leaf >> 32) as u16);
+    LE::write_u32(&mut out[4..], lo);
+    LE::write_u16(&mut out[8..], hi);
     LE::write_u16(&mut out[10..], 0);
+    Ok(())
 }
 
 /// The number of tree blocks (leaves and index nodes, not the root) a file with `extents`
@@ -86,25 +110,30 @@ pub fn tree_shape(extents: usize, block_size: usize) -> (u64, u16) {
 /// `extents` must be sorted by logical block and non-overlapping. `first_block` is the first of
 /// the `tree_shape(extents.len()).0` contiguous blocks reserved for the tree; they are filled
 /// level by level from the leaves up, each handed to `write_block` with its checksum tail.
-/// The root is written into `i_block`.
-pub fn encode_tree(
+/// The root is written into `i_block`. An extent or tree block number a field cannot hold is
+/// refused ([`FieldOutOfRange`], through `E`) before anything is written.
+pub fn encode_tree<E: From<FieldOutOfRange>>(
     extents: &[Extent],
     first_block: u64,
     block_size: usize,
     inode_seed: u32,
     i_block: &mut [u8; I_BLOCK_SIZE],
-    mut write_block: impl FnMut(u64, &[u8]) -> std::io::Result<()>,
-) -> std::io::Result<()> {
+    mut write_block: impl FnMut(u64, &[u8]) -> Result<(), E>,
+) -> Result<(), E> {
     let per_block = block_capacity(block_size);
     // Entries of the level being built: (first logical block, encoded 12-byte entry).
     let mut level: Vec<(u32, [u8; ENTRY_SIZE])> = extents
         .iter()
         .map(|e| {
             let mut raw = [0u8; ENTRY_SIZE];
-            e.encode(&mut raw);
-            (e.ee_block, raw)
+            e.encode(&mut raw)?;
+            Ok((e.ee_block, raw))
         })
-        .collect();
+        .collect::<Result<_, FieldOutOfRange>>()?;
+    let (nodes, _) = tree_shape(extents.len(), block_size);
+    if let Some(last) = nodes.checked_sub(1) {
+        split48("ei_leaf", first_block.saturating_add(last))?;
+    }
     let mut depth = 0u16;
     let mut next_block = first_block;
     let mut buf = vec![0u8; block_size];
@@ -112,7 +141,7 @@ pub fn encode_tree(
         let mut parents = Vec::with_capacity(level.len().div_ceil(per_block));
         for chunk in level.chunks(per_block) {
             buf.fill(0);
-            encode_header(&mut buf, chunk.len(), per_block, depth);
+            encode_header(&mut buf, chunk.len(), per_block, depth)?;
             for (i, (_, raw)) in chunk.iter().enumerate() {
                 let at = ENTRY_SIZE * (i + 1);
                 buf[at..at + ENTRY_SIZE].copy_from_slice(raw);
@@ -122,7 +151,7 @@ pub fn encode_tree(
             LE::write_u32(&mut buf[tail..], csum);
             write_block(next_block, &buf)?;
             let mut idx = [0u8; ENTRY_SIZE];
-            encode_idx(&mut idx, chunk[0].0, next_block);
+            encode_idx(&mut idx, chunk[0].0, next_block)?;
             parents.push((chunk[0].0, idx));
             next_block += 1;
         }
@@ -130,7 +159,7 @@ pub fn encode_tree(
         depth += 1;
     }
     i_block.fill(0);
-    encode_header(&mut i_block[..], level.len(), ROOT_CAPACITY, depth);
+    encode_header(&mut i_block[..], level.len(), ROOT_CAPACITY, depth)?;
     for (i, (_, raw)) in level.iter().enumerate() {
         let at = ENTRY_SIZE * (i + 1);
         i_block[at..at + ENTRY_SIZE].copy_from_slice(raw);
@@ -140,6 +169,7 @@ pub fn encode_tree(
 
 #[cfg(test)]
 mod tests {
+    use super::super::MAX_48;
     use super::*;
 
     #[test]
@@ -169,7 +199,7 @@ mod tests {
         let mut writes = 0;
         encode_tree(&extents(3), 0, 4096, 0, &mut ib, |_, _| {
             writes += 1;
-            Ok(())
+            Ok::<(), FieldOutOfRange>(())
         })
         .unwrap();
         assert_eq!(writes, 0);
@@ -188,7 +218,7 @@ mod tests {
         let mut ib = [0u8; I_BLOCK_SIZE];
         encode_tree(&ext, 500, 4096, 7, &mut ib, |n, b| {
             blocks.push((n, b.to_vec()));
-            Ok(())
+            Ok::<(), FieldOutOfRange>(())
         })
         .unwrap();
         assert_eq!(blocks.len() as u64, nodes);
@@ -206,5 +236,51 @@ mod tests {
         assert_eq!(LE::read_u16(&leaf[2..]), 1);
         let tail = 12 * 341;
         assert_eq!(LE::read_u32(&leaf[tail..]), ext4_crc32c(7, &leaf[..tail]));
+    }
+
+    fn encode_one(e: Extent) -> Result<(), FieldOutOfRange> {
+        let mut ib = [0u8; I_BLOCK_SIZE];
+        encode_tree(&[e], 0, 4096, 0, &mut ib, |_, _| Ok(()))
+    }
+
+    #[test]
+    fn block_numbers_beyond_48_bits_are_refused() {
+        let at = |ee_start| Extent {
+            ee_block: 0,
+            ee_len: 1,
+            ee_start,
+        };
+        let mut ib = [0u8; I_BLOCK_SIZE];
+        encode_tree(&[at(MAX_48)], 0, 4096, 0, &mut ib, |_, _| {
+            Ok::<(), FieldOutOfRange>(())
+        })
+        .unwrap();
+        assert_eq!(LE::read_u16(&ib[12 + 6..]), 0xFFFF, "ee_start_hi");
+        assert_eq!(LE::read_u32(&ib[12 + 8..]), u32::MAX, "ee_start_lo");
+        let err = encode_one(at(MAX_48 + 1)).unwrap_err();
+        assert_eq!(err.field, "ee_start");
+        assert_eq!(err.value, 1 << 48);
+        // Tree blocks are numbered from `first_block`: the index entries must reach them.
+        let mut writes = 0;
+        let mut write = |_: u64, _: &[u8]| {
+            writes += 1;
+            Ok::<(), FieldOutOfRange>(())
+        };
+        encode_tree(&extents(5), MAX_48, 4096, 0, &mut ib, &mut write).unwrap();
+        let err = encode_tree(&extents(5), MAX_48 + 1, 4096, 0, &mut ib, &mut write).unwrap_err();
+        assert_eq!(err.field, "ei_leaf");
+        assert_eq!(writes, 1, "nothing written for the refused tree");
+    }
+
+    #[test]
+    fn lengths_beyond_32768_blocks_are_refused() {
+        let len = |ee_len| Extent {
+            ee_block: 0,
+            ee_len,
+            ee_start: 100,
+        };
+        encode_one(len(32_768)).unwrap();
+        let err = encode_one(len(32_769)).unwrap_err();
+        assert_eq!((err.field, err.value, err.max), ("ee_len", 32_769, 32_768));
     }
 }

@@ -4,9 +4,12 @@ use bitflags::bitflags;
 use byteorder::{ByteOrder, LittleEndian as LE};
 
 use super::checksum::ext4_crc32c;
+use super::{hi16, hi32, lo16, lo32};
 
 /// `s_desc_size` with the `64bit` feature.
-pub const DESC_SIZE: usize = 64;
+pub const S_DESC_SIZE: u16 = 64;
+/// `s_desc_size` with the `64bit` feature, as a length.
+pub const DESC_SIZE: usize = S_DESC_SIZE as usize;
 
 bitflags! {
     /// `bg_flags`.
@@ -50,10 +53,6 @@ impl GroupDesc {
     /// Encodes the descriptor of group `group`, including `bg_checksum`, into `out`.
     pub fn encode(&self, group: u32, fs_seed: u32, out: &mut [u8; DESC_SIZE]) {
         out.fill(0);
-        let lo32 = |v: u64| v as u32;
-        let hi32 = |v: u64| (v >> 32) as u32;
-        let lo16 = |v: u32| v as u16;
-        let hi16 = |v: u32| (v >> 16) as u16;
         LE::write_u32(&mut out[0x00..], lo32(self.bg_block_bitmap));
         LE::write_u32(&mut out[0x04..], lo32(self.bg_inode_bitmap));
         LE::write_u32(&mut out[0x08..], lo32(self.bg_inode_table));
@@ -75,7 +74,7 @@ impl GroupDesc {
         LE::write_u16(&mut out[0x3A..], hi16(self.bg_inode_bitmap_csum));
         // bg_checksum: low 16 bits of crc32c(seed, le32 group ‖ descriptor with bg_checksum = 0).
         let csum = ext4_crc32c(ext4_crc32c(fs_seed, &group.to_le_bytes()), &out[..]);
-        LE::write_u16(&mut out[0x1E..], csum as u16);
+        LE::write_u16(&mut out[0x1E..], lo16(csum));
     }
 }
 

@@ -6,6 +6,7 @@ use byteorder::{ByteOrder, LittleEndian as LE};
 
 use super::checksum::ext4_crc32c;
 use super::dir::{encode_dirent, DirName, FileType};
+use super::{fit, FieldOutOfRange};
 
 /// Offset of `struct dx_countlimit` in the root: after `.`, `..` and `struct dx_root_info`.
 pub const ROOT_COUNT_OFFSET: usize = 0x20;
@@ -42,20 +43,34 @@ pub struct DxEntry {
     pub block: u32,
 }
 
+/// Writes `dx_countlimit` and the entries; `count` must be 1 to `limit`.
 fn encode_entries(
     block: &mut [u8],
     count_offset: usize,
     limit: usize,
     entries: &[DxEntry],
     inode_seed: u32,
-) {
-    assert!(
-        !entries.is_empty() && entries.len() <= limit,
-        "htree node overfull"
-    );
-    LE::write_u16(&mut block[count_offset..], limit as u16);
-    LE::write_u16(&mut block[count_offset + 2..], entries.len() as u16);
-    LE::write_u32(&mut block[count_offset + 4..], entries[0].block);
+) -> Result<(), FieldOutOfRange> {
+    let limit16: u16 = fit("dx_countlimit.limit", limit as u64)?;
+    let count: u16 = fit("dx_countlimit.count", entries.len() as u64)?;
+    if count > limit16 {
+        return Err(FieldOutOfRange {
+            field: "dx_countlimit.count",
+            value: u64::from(count),
+            max: u64::from(limit16),
+        });
+    }
+    // The first entry's block is always there: a node indexes at least one block.
+    let Some(first) = entries.first() else {
+        return Err(FieldOutOfRange {
+            field: "dx_countlimit.count (of an empty node)",
+            value: 0,
+            max: u64::from(limit16),
+        });
+    };
+    LE::write_u16(&mut block[count_offset..], limit16);
+    LE::write_u16(&mut block[count_offset + 2..], count);
+    LE::write_u32(&mut block[count_offset + 4..], first.block);
     for (i, e) in entries.iter().enumerate().skip(1) {
         let at = count_offset + i * DX_ENTRY_SIZE;
         LE::write_u32(&mut block[at..], e.hash);
@@ -69,6 +84,7 @@ fn encode_entries(
     let csum = ext4_crc32c(csum, &block[tail..tail + 4]);
     let csum = ext4_crc32c(csum, &[0; 4]);
     LE::write_u32(&mut block[tail + 4..], csum);
+    Ok(())
 }
 
 /// Encodes the root block: `.` and `..`, `dx_root_info`, and the index entries.
@@ -80,20 +96,22 @@ pub fn encode_root(
     indirect_levels: u8,
     entries: &[DxEntry],
     inode_seed: u32,
-) {
+) -> Result<(), FieldOutOfRange> {
     block.fill(0);
+    let dot_len = DirName::DOT.rec_len();
+    // `..` spans the rest of the block, over the index.
+    let dotdot_len: u16 = fit("rec_len", block.len().saturating_sub(12) as u64)?;
     encode_dirent(
         &mut block[0..],
         self_ino,
-        12,
+        dot_len,
         DirName::DOT,
         FileType::Dir as u8,
     );
-    let len = block.len();
     encode_dirent(
-        &mut block[12..],
+        &mut block[usize::from(dot_len)..],
         parent_ino,
-        len - 12,
+        dotdot_len,
         DirName::DOTDOT,
         FileType::Dir as u8,
     );
@@ -103,16 +121,20 @@ pub fn encode_root(
     block[0x1D] = DX_ROOT_INFO_LEN;
     block[0x1E] = indirect_levels;
     let limit = root_limit(block.len());
-    encode_entries(block, ROOT_COUNT_OFFSET, limit, entries, inode_seed);
+    encode_entries(block, ROOT_COUNT_OFFSET, limit, entries, inode_seed)
 }
 
 /// Encodes an index node: a fake empty entry spanning the block, then the index entries.
-pub fn encode_node(block: &mut [u8], entries: &[DxEntry], inode_seed: u32) {
+pub fn encode_node(
+    block: &mut [u8],
+    entries: &[DxEntry],
+    inode_seed: u32,
+) -> Result<(), FieldOutOfRange> {
+    let fake_len: u16 = fit("rec_len", block.len() as u64)?;
     block.fill(0);
-    let len = block.len();
-    LE::write_u16(&mut block[4..], len as u16);
+    LE::write_u16(&mut block[4..], fake_len);
     let limit = node_limit(block.len());
-    encode_entries(block, NODE_COUNT_OFFSET, limit, entries, inode_seed);
+    encode_entries(block, NODE_COUNT_OFFSET, limit, entries, inode_seed)
 }
 
 #[cfg(test)]
@@ -135,7 +157,7 @@ mod tests {
                 block: 2,
             },
         ];
-        encode_root(&mut b, 12, 2, 1, 0, &entries, 5);
+        encode_root(&mut b, 12, 2, 1, 0, &entries, 5).unwrap();
         assert_eq!(LE::read_u32(&b[0..]), 12);
         assert_eq!(LE::read_u16(&b[16..]), 4084);
         assert_eq!(&b[20..22], b"..");
@@ -154,11 +176,32 @@ mod tests {
     #[test]
     fn node_layout() {
         let mut b = vec![0u8; 4096];
-        encode_node(&mut b, &[DxEntry { hash: 0, block: 9 }], 0);
+        encode_node(&mut b, &[DxEntry { hash: 0, block: 9 }], 0).unwrap();
         assert_eq!(LE::read_u32(&b[0..]), 0);
         assert_eq!(LE::read_u16(&b[4..]), 4096);
         assert_eq!(LE::read_u16(&b[8..]), 510);
         assert_eq!(LE::read_u16(&b[10..]), 1);
         assert_eq!(LE::read_u32(&b[12..]), 9);
+    }
+
+    #[test]
+    fn overfull_and_empty_nodes_are_refused() {
+        let mut b = vec![0u8; 4096];
+        let full = vec![DxEntry { hash: 0, block: 1 }; 510];
+        encode_node(&mut b, &full, 0).unwrap();
+        assert_eq!(LE::read_u16(&b[10..]), 510);
+        let over = vec![DxEntry { hash: 0, block: 1 }; 511];
+        let err = encode_node(&mut b, &over, 0).unwrap_err();
+        assert_eq!(
+            (err.field, err.value, err.max),
+            ("dx_countlimit.count", 511, 510)
+        );
+        let err = encode_root(&mut b, 12, 2, 1, 0, &over[..508], 0).unwrap_err();
+        assert_eq!((err.value, err.max), (508, 507));
+        assert!(encode_root(&mut b, 12, 2, 1, 0, &[], 0).is_err());
+        // A node's fake entry spans the block: 64 KiB is past what rec_len holds.
+        let mut huge = vec![0u8; 1 << 16];
+        let err = encode_node(&mut huge, &full, 0).unwrap_err();
+        assert_eq!((err.field, err.value), ("rec_len", 1 << 16));
     }
 }

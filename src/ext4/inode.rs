@@ -6,9 +6,12 @@ use bitflags::bitflags;
 use byteorder::{ByteOrder, LittleEndian as LE};
 
 use super::checksum::ext4_crc32c;
+use super::{hi16, hi32, lo16, lo32, split48, FieldOutOfRange};
 
 /// `s_inode_size`.
-pub const INODE_SIZE: usize = 256;
+pub const S_INODE_SIZE: u16 = 256;
+/// `s_inode_size`, as a length.
+pub const INODE_SIZE: usize = S_INODE_SIZE as usize;
 /// The classic inode size; `i_extra_isize` counts from here.
 pub const EXT4_GOOD_OLD_INODE_SIZE: usize = 128;
 /// `i_extra_isize` (and `s_min_extra_isize`): up to and including `i_projid`.
@@ -90,8 +93,13 @@ impl DiskTime {
     /// Seconds outside [`TIME_MIN`, `TIME_MAX`] are clamped.
     pub fn encode(self) -> (u32, u32) {
         let sec = self.sec.clamp(TIME_MIN, TIME_MAX);
-        let epoch = ((sec - i64::from(sec as i32)) >> 32) as u32 & 0x3;
-        (sec as u32, (self.nsec.min(999_999_999) << 2) | epoch)
+        // The seconds word is the low 32 bits of the two's complement seconds; the epoch counts
+        // the 2^32-second spans above TIME_MIN, 0 to 3 after the clamp.
+        let epoch = hi32((sec - TIME_MIN).cast_unsigned()) & 0x3;
+        (
+            lo32(sec.cast_unsigned()),
+            (self.nsec.min(999_999_999) << 2) | epoch,
+        )
     }
 }
 
@@ -154,31 +162,38 @@ impl Default for Inode {
 
 impl Inode {
     /// Encodes the inode into `out`, with its checksum seeded by the per-inode seed
-    /// ([`super::checksum::inode_seed`]).
-    pub fn encode(&self, inode_seed: u32, out: &mut [u8; INODE_SIZE]) {
+    /// ([`super::checksum::inode_seed`]). `i_blocks` and `i_file_acl` beyond their 48 bits are
+    /// refused.
+    pub fn encode(
+        &self,
+        inode_seed: u32,
+        out: &mut [u8; INODE_SIZE],
+    ) -> Result<(), FieldOutOfRange> {
+        let (blocks_lo, blocks_hi) = split48("i_blocks", self.i_blocks)?;
+        let (acl_lo, acl_hi) = split48("i_file_acl", self.i_file_acl)?;
         out.fill(0);
         let (atime, atime_extra) = self.i_atime.encode();
         let (ctime, ctime_extra) = self.i_ctime.encode();
         let (mtime, mtime_extra) = self.i_mtime.encode();
         let (crtime, crtime_extra) = self.i_crtime.encode();
         LE::write_u16(&mut out[0x00..], self.i_mode);
-        LE::write_u16(&mut out[0x02..], self.i_uid as u16);
-        LE::write_u32(&mut out[0x04..], self.i_size as u32);
+        LE::write_u16(&mut out[0x02..], lo16(self.i_uid));
+        LE::write_u32(&mut out[0x04..], lo32(self.i_size));
         LE::write_u32(&mut out[0x08..], atime);
         LE::write_u32(&mut out[0x0C..], ctime);
         LE::write_u32(&mut out[0x10..], mtime);
-        LE::write_u16(&mut out[0x18..], self.i_gid as u16);
+        LE::write_u16(&mut out[0x18..], lo16(self.i_gid));
         LE::write_u16(&mut out[0x1A..], self.i_links_count);
-        LE::write_u32(&mut out[0x1C..], self.i_blocks as u32);
+        LE::write_u32(&mut out[0x1C..], blocks_lo);
         LE::write_u32(&mut out[0x20..], self.i_flags.bits());
         out[0x28..0x28 + I_BLOCK_SIZE].copy_from_slice(&self.i_block);
         LE::write_u32(&mut out[0x64..], self.i_generation);
-        LE::write_u32(&mut out[0x68..], self.i_file_acl as u32);
-        LE::write_u32(&mut out[0x6C..], (self.i_size >> 32) as u32);
-        LE::write_u16(&mut out[0x74..], (self.i_blocks >> 32) as u16);
-        LE::write_u16(&mut out[0x76..], (self.i_file_acl >> 32) as u16);
-        LE::write_u16(&mut out[0x78..], (self.i_uid >> 16) as u16);
-        LE::write_u16(&mut out[0x7A..], (self.i_gid >> 16) as u16);
+        LE::write_u32(&mut out[0x68..], acl_lo);
+        LE::write_u32(&mut out[0x6C..], hi32(self.i_size));
+        LE::write_u16(&mut out[0x74..], blocks_hi);
+        LE::write_u16(&mut out[0x76..], acl_hi);
+        LE::write_u16(&mut out[0x78..], hi16(self.i_uid));
+        LE::write_u16(&mut out[0x7A..], hi16(self.i_gid));
         LE::write_u16(&mut out[0x80..], EXTRA_ISIZE);
         LE::write_u32(&mut out[0x84..], ctime_extra);
         LE::write_u32(&mut out[0x88..], mtime_extra);
@@ -188,8 +203,9 @@ impl Inode {
         out[IBODY_XATTR_OFFSET..].copy_from_slice(&self.ibody_xattrs);
         // With both checksum fields zero, the checksum covers the whole inode.
         let csum = ext4_crc32c(inode_seed, &out[..]);
-        LE::write_u16(&mut out[0x7C..], csum as u16); // l_i_checksum_lo
-        LE::write_u16(&mut out[0x82..], (csum >> 16) as u16); // i_checksum_hi
+        LE::write_u16(&mut out[0x7C..], lo16(csum)); // l_i_checksum_lo
+        LE::write_u16(&mut out[0x82..], hi16(csum)); // i_checksum_hi
+        Ok(())
     }
 }
 
@@ -267,12 +283,46 @@ mod tests {
             ..Inode::default()
         };
         let mut out = [0u8; INODE_SIZE];
-        inode.encode(0xDEAD_BEEF, &mut out);
+        inode.encode(0xDEAD_BEEF, &mut out).unwrap();
         let stored =
             u32::from(LE::read_u16(&out[0x7C..])) | (u32::from(LE::read_u16(&out[0x82..])) << 16);
         let mut zeroed = out;
         zeroed[0x7C..0x7E].fill(0);
         zeroed[0x82..0x84].fill(0);
         assert_eq!(stored, ext4_crc32c(0xDEAD_BEEF, &zeroed));
+    }
+
+    #[test]
+    fn wide_fields_split_and_48_bit_ones_are_checked() {
+        let inode = Inode {
+            i_uid: 0x0001_0002,
+            i_gid: 0x0003_0004,
+            i_size: 0x5_0000_0006,
+            i_blocks: 0xFFFF_0000_0007,
+            i_file_acl: 0x8_0000_0009,
+            ..Inode::default()
+        };
+        let mut out = [0u8; INODE_SIZE];
+        inode.encode(0, &mut out).unwrap();
+        assert_eq!(LE::read_u16(&out[0x02..]), 2);
+        assert_eq!(LE::read_u16(&out[0x78..]), 1);
+        assert_eq!(LE::read_u16(&out[0x18..]), 4);
+        assert_eq!(LE::read_u16(&out[0x7A..]), 3);
+        assert_eq!(LE::read_u32(&out[0x04..]), 6);
+        assert_eq!(LE::read_u32(&out[0x6C..]), 5);
+        assert_eq!(LE::read_u32(&out[0x1C..]), 7);
+        assert_eq!(LE::read_u16(&out[0x74..]), 0xFFFF);
+        assert_eq!(LE::read_u32(&out[0x68..]), 9);
+        assert_eq!(LE::read_u16(&out[0x76..]), 8);
+        for (i_blocks, i_file_acl, field) in [(1 << 48, 0, "i_blocks"), (0, 1 << 48, "i_file_acl")]
+        {
+            let wide = Inode {
+                i_blocks,
+                i_file_acl,
+                ..Inode::default()
+            };
+            let err = wide.encode(0, &mut out).unwrap_err();
+            assert_eq!((err.field, err.value), (field, 1 << 48));
+        }
     }
 }

@@ -1,6 +1,12 @@
 //! On-disk encoding of ext4: one module per structure, fields under the kernel's names at the
 //! kernel's byte offsets. Nothing here decides where anything goes; see [`crate::layout`].
 
+#![deny(
+    clippy::cast_possible_truncation,
+    clippy::cast_sign_loss,
+    clippy::cast_possible_wrap
+)]
+
 pub mod acl;
 pub mod bitmap;
 pub mod checksum;
@@ -52,6 +58,11 @@ impl BlockSize {
         1024 << self.log
     }
 
+    /// Bytes per block, as a `u32` for on-disk fields.
+    pub const fn bytes_u32(self) -> u32 {
+        1024 << self.log
+    }
+
     /// `s_log_block_size`.
     pub const fn log(self) -> u32 {
         self.log as u32
@@ -81,3 +92,108 @@ impl Default for BlockSize {
 
 /// `s_log_groups_per_flex`: 16 groups per flexible group, as mke2fs chooses.
 pub const LOG_GROUPS_PER_FLEX: u8 = 4;
+
+/// A value outside what an on-disk field can hold: the encoders' one error.
+///
+/// The encoders refuse such a value instead of writing a cut-off one (a 300-byte name stored
+/// with `name_len` 44, a block number with its high bits dropped).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FieldOutOfRange {
+    /// The field, under the kernel's name (`ee_start`, `name_len`, ...).
+    pub field: &'static str,
+    /// The value that was to be written.
+    pub value: u64,
+    /// The largest value the field (or the space it describes) can hold.
+    pub max: u64,
+}
+
+impl std::fmt::Display for FieldOutOfRange {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} cannot hold {} (at most {})",
+            self.field, self.value, self.max
+        )
+    }
+}
+
+impl std::error::Error for FieldOutOfRange {}
+
+/// `value` as a field of type `T`, or the error naming `field`.
+pub fn fit<T>(field: &'static str, value: u64) -> Result<T, FieldOutOfRange>
+where
+    T: TryFrom<u64> + Into<u64> + Bounded,
+{
+    T::try_from(value).map_err(|_| FieldOutOfRange {
+        field,
+        value,
+        max: T::MAX.into(),
+    })
+}
+
+/// The unsigned field types, with their largest value.
+pub trait Bounded {
+    /// The largest value.
+    const MAX: Self;
+}
+
+impl Bounded for u8 {
+    const MAX: u8 = u8::MAX;
+}
+
+impl Bounded for u16 {
+    const MAX: u16 = u16::MAX;
+}
+
+impl Bounded for u32 {
+    const MAX: u32 = u32::MAX;
+}
+
+/// The low 32 bits of a 64-bit value: the `_lo` half of a split field.
+pub const fn lo32(v: u64) -> u32 {
+    // Masked to 32 bits first: the cast drops only zeros.
+    #[allow(clippy::cast_possible_truncation)]
+    let lo = (v & 0xFFFF_FFFF) as u32;
+    lo
+}
+
+/// The high 32 bits of a 64-bit value: the `_hi` half of a split field.
+pub const fn hi32(v: u64) -> u32 {
+    lo32(v >> 32)
+}
+
+/// The low 16 bits of a 32-bit value: the `_lo` half of a split field, or the low half of a
+/// crc32c kept in a 16-bit checksum field.
+pub const fn lo16(v: u32) -> u16 {
+    // Masked to 16 bits first: the cast drops only zeros.
+    #[allow(clippy::cast_possible_truncation)]
+    let lo = (v & 0xFFFF) as u16;
+    lo
+}
+
+/// The high 16 bits of a 32-bit value: the `_hi` half of a split field.
+pub const fn hi16(v: u32) -> u16 {
+    lo16(v >> 16)
+}
+
+/// `v` as a `T`, at most `cap`: the cast-free `v.min(cap) as T`.
+pub fn capped<T: TryFrom<u64> + Ord + Copy>(v: u64, cap: T) -> T {
+    // A `v` that `T` cannot hold is larger than any `T`, so larger than `cap`.
+    T::try_from(v).map_or(cap, |v| v.min(cap))
+}
+
+/// Largest value of a 48-bit field (block numbers, `i_blocks`, `i_file_acl`).
+pub const MAX_48: u64 = (1 << 48) - 1;
+
+/// A 48-bit field's `_lo` (32 bits) and `_hi` (16 bits) words, or the error naming `field`
+/// when `v` needs more than 48 bits.
+pub fn split48(field: &'static str, v: u64) -> Result<(u32, u16), FieldOutOfRange> {
+    if v > MAX_48 {
+        return Err(FieldOutOfRange {
+            field,
+            value: v,
+            max: MAX_48,
+        });
+    }
+    Ok((lo32(v), lo16(hi32(v))))
+}

@@ -6,11 +6,14 @@ use byteorder::{ByteOrder, LittleEndian as LE};
 
 use super::checksum::ext4_crc32c;
 use super::inode::I_BLOCK_SIZE;
+use super::{hi32, lo32, FieldOutOfRange};
 
 /// Byte offset of the primary superblock from the start of the filesystem.
 pub const SUPERBLOCK_OFFSET: u64 = 1024;
 /// Size of the superblock structure.
 pub const SUPERBLOCK_SIZE: usize = 1024;
+/// Latest `s_mkfs_time` (and `s_wtime`, `s_lastcheck`): 32 bits plus 8 in the `_hi` byte.
+pub const MAX_TIME_40: u64 = (1 << 40) - 1;
 /// `s_magic`.
 pub const EXT4_SUPER_MAGIC: u16 = 0xEF53;
 /// `s_rev_level` for filesystems with dynamic inode sizes.
@@ -174,17 +177,23 @@ pub fn journal_backup(i_block: &[u8; I_BLOCK_SIZE], i_size: u64) -> [u32; JNL_BL
     for (w, b) in words.iter_mut().zip(i_block.chunks_exact(4)) {
         *w = LE::read_u32(b);
     }
-    words[JNL_BLOCKS_WORDS - 2] = (i_size >> 32) as u32;
-    words[JNL_BLOCKS_WORDS - 1] = i_size as u32;
+    words[JNL_BLOCKS_WORDS - 2] = hi32(i_size);
+    words[JNL_BLOCKS_WORDS - 1] = lo32(i_size);
     words
 }
 
 impl Superblock {
-    /// Encodes the superblock, including `s_checksum`, into `out`.
-    pub fn encode(&self, out: &mut [u8; SUPERBLOCK_SIZE]) {
+    /// Encodes the superblock, including `s_checksum`, into `out`. Block counts beyond 64 bits
+    /// cannot occur; `s_mkfs_time` beyond its 40 bits is refused.
+    pub fn encode(&self, out: &mut [u8; SUPERBLOCK_SIZE]) -> Result<(), FieldOutOfRange> {
+        // The upper 8 bits of the 40-bit times.
+        let time_hi = u8::try_from(self.s_mkfs_time >> 32).map_err(|_| FieldOutOfRange {
+            field: "s_mkfs_time",
+            value: self.s_mkfs_time,
+            max: MAX_TIME_40,
+        })?;
         out.fill(0);
-        let lo = |v: u64| v as u32;
-        let hi = |v: u64| (v >> 32) as u32;
+        let (lo, hi) = (lo32, hi32);
         LE::write_u32(&mut out[0x00..], self.s_inodes_count);
         LE::write_u32(&mut out[0x04..], lo(self.s_blocks_count));
         LE::write_u32(&mut out[0x08..], lo(self.s_r_blocks_count));
@@ -232,13 +241,12 @@ impl Superblock {
         LE::write_u32(&mut out[0x160..], self.s_flags.bits());
         out[0x174] = self.s_log_groups_per_flex;
         out[0x175] = EXT4_CRC32C_CHKSUM;
-        // The upper 8 bits of the 40-bit times.
-        let time_hi = (self.s_mkfs_time >> 32) as u8;
         out[0x274] = time_hi; // s_wtime_hi
         out[0x276] = time_hi; // s_mkfs_time_hi
         out[0x277] = time_hi; // s_lastcheck_hi
         let csum = ext4_crc32c(!0, &out[..0x3FC]);
         LE::write_u32(&mut out[0x3FC..], csum);
+        Ok(())
     }
 }
 
@@ -250,7 +258,7 @@ mod tests {
     fn journal_backup_copies_i_block_then_size() {
         let mut i_block = [0u8; I_BLOCK_SIZE];
         for (i, b) in i_block.iter_mut().enumerate() {
-            *b = i as u8;
+            *b = u8::try_from(i).unwrap();
         }
         let words = journal_backup(&i_block, 0x0000_0002_8000_0000);
         assert_eq!(words[0], 0x0302_0100);
@@ -295,7 +303,7 @@ mod tests {
     #[test]
     fn fields_land_at_kernel_offsets() {
         let mut b = [0u8; SUPERBLOCK_SIZE];
-        sample().encode(&mut b);
+        sample().encode(&mut b).unwrap();
         assert_eq!(LE::read_u16(&b[0x38..]), EXT4_SUPER_MAGIC);
         assert_eq!(LE::read_u32(&b[0x04..]), 0x10);
         assert_eq!(LE::read_u32(&b[0x150..]), 1);
@@ -308,13 +316,26 @@ mod tests {
     #[test]
     fn checksum_covers_everything_before_it() {
         let mut b = [0u8; SUPERBLOCK_SIZE];
-        sample().encode(&mut b);
+        sample().encode(&mut b).unwrap();
         let stored = LE::read_u32(&b[0x3FC..]);
         assert_eq!(stored, ext4_crc32c(!0, &b[..0x3FC]));
         let mut other = sample();
         other.s_free_blocks_count = 8;
         let mut c = [0u8; SUPERBLOCK_SIZE];
-        other.encode(&mut c);
+        other.encode(&mut c).unwrap();
         assert_ne!(stored, LE::read_u32(&c[0x3FC..]));
+    }
+
+    #[test]
+    fn mkfs_time_beyond_40_bits_is_refused() {
+        let mut b = [0u8; SUPERBLOCK_SIZE];
+        let mut sb = sample();
+        sb.s_mkfs_time = MAX_TIME_40;
+        sb.encode(&mut b).unwrap();
+        assert_eq!(LE::read_u32(&b[0x108..]), u32::MAX);
+        assert_eq!(b[0x276], 0xFF);
+        sb.s_mkfs_time = MAX_TIME_40 + 1;
+        let err = sb.encode(&mut b).unwrap_err();
+        assert_eq!((err.field, err.value), ("s_mkfs_time", 1 << 40));
     }
 }

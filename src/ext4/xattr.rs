@@ -4,6 +4,7 @@
 use byteorder::{ByteOrder, LittleEndian as LE};
 
 use super::checksum::ext4_crc32c;
+use super::{fit, FieldOutOfRange};
 
 /// `EXT4_XATTR_MAGIC`, at the start of the in-inode area and of an xattr block.
 pub const EXT4_XATTR_MAGIC: u32 = 0xEA02_0000;
@@ -117,54 +118,86 @@ pub fn fits(attrs: &[Attr<'_>], area_size: usize, header_size: usize) -> bool {
 }
 
 /// Writes entries from `first` and values downward from the end of `area`; value offsets are
-/// relative to `offs_base`.
-fn encode_entries(area: &mut [u8], first: usize, offs_base: usize, attrs: &[Attr<'_>]) {
+/// relative to `offs_base`. Attributes that do not fit the area, or a name, offset or value
+/// length its field cannot hold, are refused before anything is written.
+fn encode_entries(
+    area: &mut [u8],
+    first: usize,
+    offs_base: usize,
+    attrs: &[Attr<'_>],
+) -> Result<(), FieldOutOfRange> {
+    if !fits(attrs, area.len(), first) {
+        let need = first + END_MARKER_SIZE + attrs.iter().map(Attr::footprint).sum::<usize>();
+        return Err(FieldOutOfRange {
+            field: "xattr area",
+            value: need as u64,
+            max: area.len() as u64,
+        });
+    }
+    // Offsets are below the area's length; checking the largest possible checks them all.
+    let _: u16 = fit(
+        "e_value_offs",
+        area.len().saturating_sub(offs_base + 1) as u64,
+    )?;
+    for attr in attrs {
+        let _: u8 = fit("e_name_len", attr.name.len() as u64)?;
+        let _: u32 = fit("e_value_size", attr.value.len() as u64)?;
+    }
     let mut at = first;
     let mut value_end = area.len();
     for attr in attrs {
         let value_at = value_end - value_size(attr.value.len());
         area[value_at..value_at + attr.value.len()].copy_from_slice(attr.value);
         value_end = value_at;
-        area[at] = attr.name.len() as u8;
+        area[at] = fit("e_name_len", attr.name.len() as u64)?;
         area[at + 1] = attr.index;
         let offs = if attr.value.is_empty() {
             0
         } else {
             value_at - offs_base
         };
-        LE::write_u16(&mut area[at + 2..], offs as u16);
+        LE::write_u16(&mut area[at + 2..], fit("e_value_offs", offs as u64)?);
         LE::write_u32(&mut area[at + 4..], 0); // e_value_inum
-        LE::write_u32(&mut area[at + 8..], attr.value.len() as u32);
+        LE::write_u32(
+            &mut area[at + 8..],
+            fit("e_value_size", attr.value.len() as u64)?,
+        );
         LE::write_u32(&mut area[at + 12..], attr.hash());
         area[at + ENTRY_HEADER_SIZE..at + ENTRY_HEADER_SIZE + attr.name.len()]
             .copy_from_slice(attr.name);
         at += entry_size(attr.name.len());
     }
-    debug_assert!(at + END_MARKER_SIZE <= value_end, "xattr area overfull");
+    Ok(())
 }
 
-/// Encodes the in-inode area (the inode bytes from `i_extra_isize` on). The caller checks
-/// [`fits`] first. With no attributes the area stays zero.
-pub fn encode_ibody(area: &mut [u8], attrs: &[Attr<'_>]) {
+/// Encodes the in-inode area (the inode bytes from `i_extra_isize` on); attributes that do
+/// not [`fits`] are refused. With no attributes the area stays zero.
+pub fn encode_ibody(area: &mut [u8], attrs: &[Attr<'_>]) -> Result<(), FieldOutOfRange> {
     area.fill(0);
     if attrs.is_empty() {
-        return;
+        return Ok(());
     }
+    encode_entries(area, IBODY_HEADER_SIZE, IBODY_HEADER_SIZE, attrs)?;
     LE::write_u32(&mut area[0..], EXT4_XATTR_MAGIC);
-    encode_entries(area, IBODY_HEADER_SIZE, IBODY_HEADER_SIZE, attrs);
+    Ok(())
 }
 
 /// Encodes an xattr block stored at `block_nr`: header, entries in the kernel's order, values,
-/// block hash and checksum. The caller checks [`fits`] first.
-pub fn encode_block(block: &mut [u8], block_nr: u64, fs_seed: u32, attrs: &[Attr<'_>]) {
+/// block hash and checksum; attributes that do not [`fits`] are refused.
+pub fn encode_block(
+    block: &mut [u8],
+    block_nr: u64,
+    fs_seed: u32,
+    attrs: &[Attr<'_>],
+) -> Result<(), FieldOutOfRange> {
     block.fill(0);
     let mut sorted: Vec<Attr<'_>> = attrs.to_vec();
     sorted.sort_by(Attr::block_order);
+    encode_entries(block, BLOCK_HEADER_SIZE, 0, &sorted)?;
     LE::write_u32(&mut block[0..], EXT4_XATTR_MAGIC);
     LE::write_u32(&mut block[4..], 1); // h_refcount
     LE::write_u32(&mut block[8..], 1); // h_blocks
-    encode_entries(block, BLOCK_HEADER_SIZE, 0, &sorted);
-    // h_hash (ext4_xattr_rehash): combine the entry hashes; 0 if any entry hash is 0.
+                                       // h_hash (ext4_xattr_rehash): combine the entry hashes; 0 if any entry hash is 0.
     let mut hash: u32 = 0;
     for attr in &sorted {
         let h = attr.hash();
@@ -178,6 +211,7 @@ pub fn encode_block(block: &mut [u8], block_nr: u64, fs_seed: u32, attrs: &[Attr
     // h_checksum: crc32c(fs seed, le64 block number ‖ block with h_checksum zeroed).
     let csum = ext4_crc32c(ext4_crc32c(fs_seed, &block_nr.to_le_bytes()), block);
     LE::write_u32(&mut block[16..], csum);
+    Ok(())
 }
 
 #[cfg(test)]
@@ -219,7 +253,7 @@ mod tests {
             value: &[1, 2, 3, 4, 5],
         }];
         assert!(fits(&attrs, 96, IBODY_HEADER_SIZE));
-        encode_ibody(&mut area, &attrs);
+        encode_ibody(&mut area, &attrs).unwrap();
         assert_eq!(LE::read_u32(&area[0..]), EXT4_XATTR_MAGIC);
         assert_eq!(area[4], 10);
         assert_eq!(area[5], index::SECURITY);
@@ -252,7 +286,7 @@ mod tests {
                 value: b"3",
             },
         ];
-        encode_block(&mut block, 1234, 99, &attrs);
+        encode_block(&mut block, 1234, 99, &attrs).unwrap();
         assert_eq!(&block[32 + 16..32 + 17], b"a");
         assert_eq!(&block[32 + 20 + 16..32 + 20 + 18], b"zz");
         assert_eq!(block[32 + 40 + 1], index::TRUSTED);
@@ -276,5 +310,34 @@ mod tests {
         // 4 header + 20 entry + 60 value + 4 end = 88.
         assert!(fits(&attrs, 88, IBODY_HEADER_SIZE));
         assert!(!fits(&attrs, 87, IBODY_HEADER_SIZE));
+    }
+
+    #[test]
+    fn overfull_areas_and_long_names_are_refused() {
+        let value = [7u8; 60];
+        let attrs = [Attr {
+            index: index::USER,
+            name: b"n",
+            value: &value,
+        }];
+        let mut area = [0u8; 88];
+        encode_ibody(&mut area, &attrs).unwrap();
+        let mut small = [0xAAu8; 87];
+        let err = encode_ibody(&mut small, &attrs).unwrap_err();
+        assert_eq!((err.field, err.value, err.max), ("xattr area", 88, 87));
+        assert_eq!(small, [0u8; 87], "nothing but zeros written");
+        let long = [b'x'; 256];
+        let named = [Attr {
+            index: index::USER,
+            name: &long,
+            value: b"",
+        }];
+        let mut block = vec![0u8; 4096];
+        let err = encode_block(&mut block, 1, 0, &named).unwrap_err();
+        assert_eq!((err.field, err.value, err.max), ("e_name_len", 256, 255));
+        // Value offsets are 16 bits: an area of more than 64 KiB is refused.
+        let mut huge = vec![0u8; (1 << 16) + BLOCK_HEADER_SIZE + 1];
+        let err = encode_block(&mut huge, 1, 0, &attrs).unwrap_err();
+        assert_eq!(err.field, "e_value_offs");
     }
 }

@@ -6,6 +6,7 @@ use crate::ext4::dir::{rec_len, DirBlock, DirName, FileType, EXT4_NAME_LEN, TAIL
 use crate::ext4::dirhash::{half_md4, CharSign};
 use crate::ext4::htree::{self, DxEntry, MAX_INDIRECT_LEVELS};
 use crate::ext4::superblock::DX_HASH_HALF_MD4;
+use crate::ext4::{fit, FieldOutOfRange};
 
 /// How the directory hash treats name bytes; written to the superblock flags to match.
 pub const HASH_SIGN: CharSign = CharSign::Unsigned;
@@ -131,7 +132,6 @@ pub fn plan(
             (n_nodes <= root_limit).then(|| (1, leaves.div_ceil(n_nodes)))
         };
         if let Some((levels, per_node)) = shape {
-            debug_assert!(levels <= MAX_INDIRECT_LEVELS);
             return Ok(Plan::Htree {
                 leaf_starts,
                 hashes,
@@ -144,6 +144,9 @@ pub fn plan(
         leaves: leaves_needed,
     })
 }
+
+// The plans above have `levels` 0 or 1.
+const _: () = assert!(MAX_INDIRECT_LEVELS >= 1);
 
 /// How full the tool fills htree leaves and index nodes, as a fraction: three quarters. When the
 /// kernel adds a name to a full leaf it splits the leaf in two halves by size (`do_split` in
@@ -191,6 +194,11 @@ fn overflow(e: &Entry<'_>) -> std::io::Error {
     ))
 }
 
+/// A value the plan gave that an on-disk field cannot hold, as the error `encode` returns.
+fn field(e: FieldOutOfRange) -> std::io::Error {
+    std::io::Error::other(crate::Error::from(e))
+}
+
 /// Encodes the planned directory block by block (`bs` bytes each), in logical order, handing
 /// each to `emit`.
 pub fn encode(
@@ -205,7 +213,7 @@ pub fn encode(
     let mut block = vec![0u8; bs];
     match plan {
         Plan::Linear { blocks } => {
-            let mut b = DirBlock::new(&mut block);
+            let mut b = DirBlock::new(&mut block).map_err(field)?;
             b.push(self_ino, DirName::DOT, FileType::Dir);
             b.push(parent_ino, DirName::DOTDOT, FileType::Dir);
             for e in entries {
@@ -216,7 +224,7 @@ pub fn encode(
             b.finish(inode_seed);
             emit(&block)?;
             for _ in 1..*blocks {
-                DirBlock::new(&mut block).finish(inode_seed);
+                DirBlock::new(&mut block).map_err(field)?.finish(inode_seed);
                 emit(&block)?;
             }
         }
@@ -235,22 +243,25 @@ pub fn encode(
                 let start = leaf_starts[i];
                 let h = hashes[start];
                 let continued = start > 0 && hashes[start - 1] == h;
-                DxEntry {
+                Ok(DxEntry {
                     hash: h | u32::from(continued),
-                    block: (first_leaf + i) as u32,
-                }
+                    block: fit("dx_entry.block", (first_leaf + i) as u64)?,
+                })
             };
             // The root indexes the leaves directly, or one level of index nodes that do.
-            let root: Vec<DxEntry> = if *levels == 0 {
+            let root: Result<Vec<DxEntry>, FieldOutOfRange> = if *levels == 0 {
                 (0..leaves).map(leaf_entry).collect()
             } else {
                 (0..n_nodes)
-                    .map(|n| DxEntry {
-                        hash: leaf_entry(n * per_node).hash,
-                        block: (1 + n) as u32,
+                    .map(|n| {
+                        Ok(DxEntry {
+                            hash: leaf_entry(n * per_node)?.hash,
+                            block: fit("dx_entry.block", (1 + n) as u64)?,
+                        })
                     })
                     .collect()
             };
+            let root = root.map_err(field)?;
             htree::encode_root(
                 &mut block,
                 self_ino,
@@ -259,18 +270,20 @@ pub fn encode(
                 *levels,
                 &root,
                 inode_seed,
-            );
+            )
+            .map_err(field)?;
             emit(&block)?;
             for n in 0..n_nodes {
                 let node: Vec<DxEntry> = (n * per_node..((n + 1) * per_node).min(leaves))
                     .map(leaf_entry)
-                    .collect();
-                htree::encode_node(&mut block, &node, inode_seed);
+                    .collect::<Result<_, FieldOutOfRange>>()
+                    .map_err(field)?;
+                htree::encode_node(&mut block, &node, inode_seed).map_err(field)?;
                 emit(&block)?;
             }
             for (i, &start) in leaf_starts.iter().enumerate() {
                 let end = leaf_starts.get(i + 1).copied().unwrap_or(entries.len());
-                let mut b = DirBlock::new(&mut block);
+                let mut b = DirBlock::new(&mut block).map_err(field)?;
                 for e in &entries[start..end] {
                     if !b.push(e.ino, dir_name(e)?, e.file_type) {
                         return Err(overflow(e));
@@ -298,7 +311,7 @@ mod tests {
             .enumerate()
             .map(|(i, n)| Entry {
                 name: n,
-                ino: 100 + i as u32,
+                ino: 100 + u32::try_from(i).unwrap(),
                 file_type: FileType::RegFile,
             })
             .collect()

@@ -1,8 +1,9 @@
 //! Where the fixed structures of an ext4 filesystem sit: block groups, the groups that carry a
 //! superblock copy (`sparse_super`), and the size of the group descriptor table.
 
+use crate::ext4::capped;
 use crate::ext4::group_desc::DESC_SIZE;
-use crate::ext4::inode::INODE_SIZE;
+use crate::ext4::inode::S_INODE_SIZE;
 use crate::ext4::BlockSize;
 
 /// Descriptors per block of the group descriptor table.
@@ -12,7 +13,7 @@ pub fn descs_per_block(bs: BlockSize) -> u64 {
 
 /// Inodes per inode-table block.
 pub fn inodes_per_block(bs: BlockSize) -> u32 {
-    (bs.bytes() / INODE_SIZE) as u32
+    bs.bytes_u32() / u32::from(S_INODE_SIZE)
 }
 
 /// What `s_inodes_per_group` is a multiple of: whole inode-table blocks and whole bytes of the
@@ -92,8 +93,10 @@ impl Geometry {
 
     /// Number of blocks in group `g` (the last group may be short).
     pub fn group_len(&self, g: u32) -> u32 {
-        (self.blocks_count - self.group_start(g)).min(u64::from(self.block_size.blocks_per_group()))
-            as u32
+        capped(
+            self.blocks_count - self.group_start(g),
+            self.block_size.blocks_per_group(),
+        )
     }
 
     /// Blocks of one group's inode table.

@@ -5,8 +5,8 @@ use super::alloc::{BlockAllocator, OutOfSpace, Run};
 use super::geometry::{
     gdt_blocks, group_start, groups_for, has_super, inodes_per_group_step, Geometry,
 };
-use crate::ext4::extent::{self, Extent, EXT_INIT_MAX_LEN};
-use crate::ext4::BlockSize;
+use crate::ext4::extent::{self, Extent, EE_LEN_MAX};
+use crate::ext4::{capped, fit, BlockSize, FieldOutOfRange};
 
 /// Smallest image written unless a size is given: 64 MiB.
 pub const MIN_IMAGE_BYTES: u64 = 64 << 20;
@@ -151,6 +151,20 @@ pub enum SizingError {
     Inodes(String),
     /// The maximum image size was reached.
     OutOfSpace(OutOfSpace),
+    /// A value an on-disk field cannot hold.
+    Field(FieldOutOfRange),
+}
+
+impl From<OutOfSpace> for SizingError {
+    fn from(e: OutOfSpace) -> Self {
+        SizingError::OutOfSpace(e)
+    }
+}
+
+impl From<FieldOutOfRange> for SizingError {
+    fn from(e: FieldOutOfRange) -> Self {
+        SizingError::Field(e)
+    }
 }
 
 /// Where the per-group metadata and the journal went.
@@ -177,25 +191,25 @@ pub struct Plan {
     pub journal_blocks: Option<u64>,
 }
 
-/// Splits allocated runs into extents of at most [`EXT_INIT_MAX_LEN`] blocks, numbering logical
-/// blocks from 0.
-pub fn runs_to_extents(runs: &[Run]) -> Vec<Extent> {
+/// Splits allocated runs into extents of at most [`extent::EXT_INIT_MAX_LEN`] blocks, numbering logical
+/// blocks from 0; runs past the 32-bit logical block numbers are refused.
+pub fn runs_to_extents(runs: &[Run]) -> Result<Vec<Extent>, FieldOutOfRange> {
     let mut out = Vec::new();
     let mut logical = 0u64;
     for run in runs {
         let mut done = 0;
         while done < run.len {
-            let len = (run.len - done).min(u64::from(EXT_INIT_MAX_LEN));
+            let len = capped(run.len - done, EE_LEN_MAX);
             out.push(Extent {
-                ee_block: logical as u32,
-                ee_len: len as u16,
+                ee_block: fit("ee_block", logical)?,
+                ee_len: len,
                 ee_start: run.start + done,
             });
-            logical += len;
-            done += len;
+            logical += u64::from(len);
+            done += u64::from(len);
         }
     }
-    out
+    Ok(out)
 }
 
 fn alloc_runs(
@@ -219,7 +233,7 @@ pub fn place_group_metadata(
     alloc: &mut BlockAllocator,
     geometry: &Geometry,
     journal_blocks: Option<u64>,
-) -> Result<GroupMetadata, OutOfSpace> {
+) -> Result<GroupMetadata, SizingError> {
     let groups = u64::from(geometry.groups);
     let mut runs = Vec::new();
     let flatten = |rs: Vec<Run>| {
@@ -238,7 +252,7 @@ pub fn place_group_metadata(
     }
     let journal = match journal_blocks {
         Some(n) => {
-            let extents = runs_to_extents(&alloc_runs(alloc, n, &mut runs)?);
+            let extents = runs_to_extents(&alloc_runs(alloc, n, &mut runs)?)?;
             let (tree, _) = extent::tree_shape(extents.len(), geometry.block_size.bytes());
             let tree_start = if tree > 0 {
                 let start = alloc.alloc_contiguous(tree)?;
@@ -337,7 +351,12 @@ fn plan_with(
         }
         let groups = groups_for(blocks, bs).max(1);
         let ipg = inodes_per_group(total_inodes, groups, bs);
-        if ipg > bpg || groups * ipg > u64::from(u32::MAX) {
+        // Both fit 32 bits (and so does the inode count), or the filesystem grows.
+        let shape = match (u32::try_from(groups), u32::try_from(ipg)) {
+            (Ok(g), Ok(i)) if ipg <= bpg && groups * ipg <= u64::from(u32::MAX) => Some((g, i)),
+            _ => None,
+        };
+        let Some((groups32, ipg32)) = shape else {
             if policy.fixed_bytes.is_some() {
                 return Err(SizingError::Inodes(format!(
                     "{total_inodes} inodes do not fit in a filesystem of {blocks} blocks"
@@ -347,12 +366,12 @@ fn plan_with(
                 .max(first + total_inodes.div_ceil(bpg) * bpg)
                 .next_multiple_of(align);
             continue;
-        }
+        };
         let geometry = Geometry {
             block_size: bs,
             blocks_count: blocks,
-            groups: groups as u32,
-            inodes_per_group: ipg as u32,
+            groups: groups32,
+            inodes_per_group: ipg32,
         };
         let journal = if demand.journal {
             journal_blocks(blocks)
@@ -362,8 +381,10 @@ fn plan_with(
         let mut sim = alloc.clone();
         let placed = match place_group_metadata(&mut sim, &geometry, journal) {
             Ok(p) => p,
-            Err(_) if policy.fixed_bytes.is_some() => return too_small(demand, policy, alloc),
-            Err(e) => return Err(SizingError::OutOfSpace(e)),
+            Err(SizingError::OutOfSpace(_)) if policy.fixed_bytes.is_some() => {
+                return too_small(demand, policy, alloc)
+            }
+            Err(e) => return Err(e),
         };
         let meta: u64 = placed.runs.iter().map(|r| r.len).sum();
         // With 1 KiB blocks, block 0 (the boot block) counts in the size but is in no group.
@@ -466,7 +487,8 @@ mod tests {
                 start: 100_000,
                 len: 5,
             },
-        ]);
+        ])
+        .unwrap();
         assert_eq!(e.len(), 3);
         assert_eq!((e[0].ee_block, e[0].ee_len, e[0].ee_start), (0, 32768, 10));
         assert_eq!(
@@ -477,6 +499,16 @@ mod tests {
             (e[2].ee_block, e[2].ee_len, e[2].ee_start),
             (40_000, 5, 100_000)
         );
+    }
+
+    #[test]
+    fn logical_blocks_past_32_bits_are_refused() {
+        // Runs totalling 2^32 blocks end exactly at the last logical block ext4 can number.
+        let run = |start, len| Run { start, len };
+        let e = runs_to_extents(&[run(0, (1 << 32) - 1), run(1 << 40, 1)]).unwrap();
+        assert_eq!(e.last().unwrap().ee_block, u32::MAX);
+        let err = runs_to_extents(&[run(0, 1 << 32), run(1 << 40, 1)]).unwrap_err();
+        assert_eq!((err.field, err.value), ("ee_block", 1 << 32));
     }
 
     fn policy() -> SizePolicy {

@@ -10,7 +10,7 @@ use crate::error::{Error, Result};
 use crate::ext4::bitmap::Bitmap;
 use crate::ext4::checksum::inode_seed;
 use crate::ext4::extent::{self, Extent};
-use crate::ext4::group_desc::{BgFlags, GroupDesc, DESC_SIZE};
+use crate::ext4::group_desc::{BgFlags, GroupDesc, DESC_SIZE, S_DESC_SIZE};
 use crate::ext4::inode::{
     self, encode_device, ino, mode, DiskTime, Inode, InodeFlags, EXT4_LINK_MAX, FAST_SYMLINK_MAX,
     INODE_SIZE, I_BLOCKS_UNIT,
@@ -21,7 +21,7 @@ use crate::ext4::superblock::{
     SUPERBLOCK_OFFSET, SUPERBLOCK_SIZE, UUID_LEN, VOLUME_NAME_LEN,
 };
 use crate::ext4::xattr;
-use crate::ext4::{journal, BlockSize, LOG_GROUPS_PER_FLEX};
+use crate::ext4::{capped, fit, journal, BlockSize, FieldOutOfRange, LOG_GROUPS_PER_FLEX};
 use crate::layout::alloc::Run;
 use crate::layout::geometry::{has_super, Geometry};
 use crate::layout::xattrs;
@@ -69,8 +69,8 @@ impl Finisher<'_> {
         let mut block = vec![0u8; self.bs.bytes()];
         journal::encode_superblock(
             &mut block,
-            self.bs.bytes() as u32,
-            layout.journal_blocks.unwrap_or(0) as u32,
+            self.bs.bytes_u32(),
+            fit("s_maxlen", layout.journal_blocks.unwrap_or(0))?,
             uuid,
         );
         self.sink.write(extents[0].ee_start, &block)?;
@@ -108,7 +108,7 @@ impl Finisher<'_> {
                     ino::ROOT => ROOT,
                     ino::JOURNAL => match journal {
                         Some(j) => {
-                            j.encode(seed, &mut raw);
+                            j.encode(seed, &mut raw)?;
                             let at = (n - first) as usize * INODE_SIZE;
                             table[at..at + INODE_SIZE].copy_from_slice(&raw);
                             continue;
@@ -123,12 +123,12 @@ impl Finisher<'_> {
                 let links = if data.kind == Kind::Dir {
                     dir_links(p.subdirs)
                 } else {
-                    data.links() as u16
+                    fit("i_links_count", u64::from(data.links()))?
                 };
                 let encoded = self
                     .inode(data, links, p, seed)
                     .map_err(|e| e.with_entry(path_of(tree, node)))?;
-                encoded.encode(seed, &mut raw);
+                encoded.encode(seed, &mut raw)?;
                 let at = (n - first) as usize * INODE_SIZE;
                 table[at..at + INODE_SIZE].copy_from_slice(&raw);
             }
@@ -200,7 +200,7 @@ impl Finisher<'_> {
         inode.i_file_acl = placed.xattr_block;
         let attrs = xattrs::stored(&data.attrs.xattrs);
         if let Some(placement) = xattrs::place(&attrs, self.bs.bytes()) {
-            xattr::encode_ibody(&mut inode.ibody_xattrs, &placement.ibody);
+            xattr::encode_ibody(&mut inode.ibody_xattrs, &placement.ibody)?;
         }
         Ok(inode)
     }
@@ -219,10 +219,10 @@ impl Finisher<'_> {
         let max_ino = numbering.max_ino();
         let mut used = data_runs;
         used.extend_from_slice(&self.meta_runs);
-        for g in 0..u64::from(geo.groups) {
-            if has_super(g) {
+        for g in 0..geo.groups {
+            if has_super(u64::from(g)) {
                 used.push(Run {
-                    start: geo.group_start(g as u32),
+                    start: geo.group_start(g),
                     len: 1 + geo.gdt_blocks(),
                 });
             }
@@ -253,7 +253,8 @@ impl Finisher<'_> {
                 let r = used[next_run];
                 let (from, to) = (r.start.max(gstart), r.end().min(gend));
                 if to > from {
-                    bm.set_range((from - gstart) as u32, (to - from) as u32);
+                    // Both within the group, so at most its length.
+                    bm.set_range(capped(from - gstart, glen), capped(to - from, glen));
                     used_in_group += to - from;
                 }
                 if r.end() > gend {
@@ -271,7 +272,7 @@ impl Finisher<'_> {
                 bg_block_bitmap: layout.meta.block_bitmaps[g as usize],
                 bg_inode_bitmap: layout.meta.inode_bitmaps[g as usize],
                 bg_inode_table: layout.meta.inode_tables[g as usize],
-                bg_free_blocks_count: (u64::from(glen) - used_in_group) as u32,
+                bg_free_blocks_count: free_blocks(glen, used_in_group)?,
                 bg_free_inodes_count: ipg - used_inodes,
                 bg_used_dirs_count: dirs_per_group[g as usize],
                 bg_flags: if used_inodes == 0 {
@@ -302,22 +303,24 @@ impl Finisher<'_> {
         geo: &Geometry,
     ) -> Result<()> {
         let bs = self.bs.bytes();
-        let mut gdt = vec![0u8; geo.gdt_blocks() as usize * bs];
-        for (g, d) in descs.iter().enumerate() {
+        let gdt_bytes = usize::try_from(geo.gdt_blocks() * self.bs.bytes_u64())
+            .map_err(|_| Error::limit("the descriptor table does not fit in memory"))?;
+        let mut gdt = vec![0u8; gdt_bytes];
+        for ((g, d), at) in (0..geo.groups).zip(descs).zip((0..).step_by(DESC_SIZE)) {
             let mut raw = [0u8; DESC_SIZE];
-            d.encode(g as u32, self.fs_seed, &mut raw);
-            gdt[g * DESC_SIZE..(g + 1) * DESC_SIZE].copy_from_slice(&raw);
+            d.encode(g, self.fs_seed, &mut raw);
+            gdt[at..at + DESC_SIZE].copy_from_slice(&raw);
         }
         let mut sb_raw = [0u8; SUPERBLOCK_SIZE];
         let mut first = vec![0u8; bs];
         for g in (0..geo.groups).filter(|&g| has_super(u64::from(g))) {
-            sb.s_block_group_nr = g as u16;
-            sb.encode(&mut sb_raw);
+            sb.s_block_group_nr = fit("s_block_group_nr", u64::from(g))?;
+            sb.encode(&mut sb_raw)?;
             first.fill(0);
             // The primary superblock is at byte 1024: inside block 0, or block 1 of its own
             // with 1 KiB blocks (where group 0 starts). Copies start their group's first block.
             let at = if g == 0 {
-                SUPERBLOCK_OFFSET as usize % bs
+                capped(SUPERBLOCK_OFFSET % self.bs.bytes_u64(), bs)
             } else {
                 0
             };
@@ -338,7 +341,7 @@ pub(super) fn superblock(
     descs: &[GroupDesc],
     max_ino: u32,
     journal: Option<&Inode>,
-) -> Superblock {
+) -> Result<Superblock> {
     let mut label = [0u8; VOLUME_NAME_LEN];
     if let Some(l) = &opts.label {
         label[..l.len()].copy_from_slice(l.as_bytes());
@@ -354,19 +357,23 @@ pub(super) fn superblock(
     if journal.is_some() {
         compat |= CompatFeatures::HAS_JOURNAL;
     }
-    Superblock {
-        s_inodes_count: geo.inodes_count() as u32,
+    Ok(Superblock {
+        s_inodes_count: fit("s_inodes_count", geo.inodes_count())?,
         s_blocks_count: geo.blocks_count,
         s_r_blocks_count: 0,
         s_free_blocks_count: free_blocks,
-        s_free_inodes_count: (geo.inodes_count() - u64::from(max_ino)) as u32,
-        s_first_data_block: geo.block_size.first_data_block() as u32,
+        s_free_inodes_count: fit(
+            "s_free_inodes_count",
+            geo.inodes_count() - u64::from(max_ino),
+        )?,
+        s_first_data_block: fit("s_first_data_block", geo.block_size.first_data_block())?,
         s_log_block_size: geo.block_size.log(),
         s_blocks_per_group: geo.block_size.blocks_per_group(),
         s_inodes_per_group: geo.inodes_per_group,
-        s_mkfs_time: opts.time.sec.max(0) as u64,
+        // Before 1970 is 0; past the 40 bits the superblock holds, its encoding refuses it.
+        s_mkfs_time: opts.time.sec.max(0).cast_unsigned(),
         s_first_ino: ino::FIRST,
-        s_inode_size: INODE_SIZE as u16,
+        s_inode_size: inode::S_INODE_SIZE,
         s_block_group_nr: 0,
         s_feature_compat: compat,
         s_feature_incompat: IncompatFeatures::FILETYPE
@@ -389,13 +396,26 @@ pub(super) fn superblock(
         } else {
             0
         },
-        s_desc_size: DESC_SIZE as u16,
+        s_desc_size: S_DESC_SIZE,
         s_default_mount_opts: DefaultMountOpts::XATTR_USER | DefaultMountOpts::ACL,
         s_jnl_blocks: jnl_blocks,
         s_min_extra_isize: inode::EXTRA_ISIZE,
         s_flags: SuperFlags::UNSIGNED_HASH,
         s_log_groups_per_flex: LOG_GROUPS_PER_FLEX,
-    }
+    })
+}
+
+/// `bg_free_blocks_count` of a group of `glen` blocks with `used` of them in use; more in use
+/// than the group has means runs were counted twice, and is refused.
+fn free_blocks(glen: u32, used: u64) -> Result<u32> {
+    let used: u32 = fit("bg_free_blocks_count (blocks in use)", used)?;
+    glen.checked_sub(used).ok_or_else(|| {
+        Error::from(FieldOutOfRange {
+            field: "bg_free_blocks_count (blocks in use)",
+            value: u64::from(used),
+            max: u64::from(glen),
+        })
+    })
 }
 
 /// Encodes the root of an extent tree into `i_block`; the tree's blocks, if any, were written
@@ -407,24 +427,18 @@ fn extent_root(
     bs: BlockSize,
     i_block: &mut [u8; inode::I_BLOCK_SIZE],
 ) -> Result<()> {
-    extent::encode_tree(
-        extents,
-        tree_start,
-        bs.bytes(),
-        seed,
-        i_block,
-        |_, _| Ok(()),
-    )
-    .map_err(|e| Error::io("cannot encode an extent tree", e))
+    extent::encode_tree(extents, tree_start, bs.bytes(), seed, i_block, |_, _| {
+        Ok::<(), Error>(())
+    })
 }
 
 /// `i_links_count` of a directory with `subdirs` subdirectories (`dir_nlink`: 1 past the limit).
 fn dir_links(subdirs: u32) -> u16 {
-    let l = 2 + subdirs;
-    if l >= EXT4_LINK_MAX {
-        1
-    } else {
-        l as u16
+    let l = subdirs.saturating_add(2);
+    // Below EXT4_LINK_MAX (65,000) the count fits 16 bits; from it on, 1.
+    match u16::try_from(l) {
+        Ok(n) if l < EXT4_LINK_MAX => n,
+        _ => 1,
     }
 }
 

@@ -57,7 +57,7 @@ pub(crate) fn finish(
     let Placements { data_runs, .. } = placements;
     let descs = fin.write_bitmaps(&numbering, data_runs, &layout)?;
     let max_ino = numbering.max_ino();
-    let mut sb = superblock(opts, &id, &layout.geo, &descs, max_ino, journal.as_ref());
+    let mut sb = superblock(opts, &id, &layout.geo, &descs, max_ino, journal.as_ref())?;
     fin.write_superblocks(&mut sb, &descs, &layout.geo)?;
     fin.sink.finish()?;
     let geo = layout.geo;

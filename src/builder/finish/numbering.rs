@@ -11,6 +11,8 @@ pub(super) struct Numbering {
     ino_of: Vec<u32>,
     /// The node of inode `ino::FIRST + i`.
     pub(super) order: Vec<NodeId>,
+    /// The highest inode number given (10 when only the root has one).
+    max_ino: u32,
 }
 
 impl Numbering {
@@ -19,17 +21,13 @@ impl Numbering {
     }
 
     pub(super) fn max_ino(&self) -> u32 {
-        ino::FIRST - 1 + self.order.len() as u32
+        self.max_ino
     }
 
     /// Every numbered inode with its node: the root, then 11 on.
     pub(super) fn all(&self) -> impl Iterator<Item = (u32, NodeId)> + '_ {
-        std::iter::once((ino::ROOT, ROOT)).chain(
-            self.order
-                .iter()
-                .enumerate()
-                .map(|(i, &n)| (ino::FIRST + i as u32, n)),
-        )
+        std::iter::once((ino::ROOT, ROOT))
+            .chain((ino::FIRST..=u32::MAX).zip(self.order.iter().copied()))
     }
 }
 
@@ -65,5 +63,12 @@ pub(super) fn number(tree: &Tree) -> Result<Numbering> {
         }
         stack.extend(subdirs.iter().rev());
     }
-    Ok(Numbering { ino_of, order })
+    // `next` is one past the last number given, which fit 32 bits.
+    let max_ino =
+        u32::try_from(next - 1).map_err(|_| Error::limit("more inodes than ext4 can address"))?;
+    Ok(Numbering {
+        ino_of,
+        order,
+        max_ino,
+    })
 }

@@ -9,7 +9,7 @@ use crate::ext4::checksum::inode_seed;
 use crate::ext4::dir::FileType;
 use crate::ext4::extent::{self, Extent};
 use crate::ext4::inode::{self, FAST_SYMLINK_MAX};
-use crate::ext4::xattr;
+use crate::ext4::{capped, xattr};
 use crate::layout::alloc::Run;
 use crate::layout::directory;
 use crate::layout::geometry::Geometry;
@@ -137,7 +137,7 @@ impl Finisher<'_> {
                 let mut block = vec![0u8; self.bs.bytes()];
                 block[..target.len()].copy_from_slice(target);
                 self.sink.write(runs[0].start, &block)?;
-                placed.own = runs_to_extents(&runs);
+                placed.own = runs_to_extents(&runs)?;
                 placed.own_blocks = 1;
             }
             (Kind::File, Content::File { extents, .. }) => {
@@ -153,7 +153,7 @@ impl Finisher<'_> {
             if !placement.block.is_empty() {
                 let nr = self.alloc_runs(1)?[0].start;
                 let mut block = vec![0u8; self.bs.bytes()];
-                xattr::encode_block(&mut block, nr, self.fs_seed, &placement.block);
+                xattr::encode_block(&mut block, nr, self.fs_seed, &placement.block)?;
                 self.sink.write(nr, &block)?;
                 placed.xattr_block = nr;
             }
@@ -179,10 +179,12 @@ impl Finisher<'_> {
                 file_type: file_type(tree.inode(child).kind),
             })
             .collect();
-        placed.subdirs = entries
+        let subdirs = entries
             .iter()
             .filter(|e| e.file_type == FileType::Dir)
-            .count() as u32;
+            .count();
+        // Past EXT4_LINK_MAX the count is not stored (dir_nlink), so saturating is exact.
+        placed.subdirs = capped(subdirs as u64, u32::MAX);
         let bs = self.bs.bytes();
         let plan = directory::plan(&mut entries, &self.hash_seed, min_blocks, bs).map_err(|e| {
             Error::limit(format!(
@@ -203,7 +205,7 @@ impl Finisher<'_> {
                 .ok_or_else(|| std::io::Error::other("directory plan and allocation disagree"))?;
             sink.write(nr, block).map_err(std::io::Error::other)
         })?;
-        placed.own = runs_to_extents(&runs);
+        placed.own = runs_to_extents(&runs)?;
         placed.own_blocks = blocks;
         placed.htree = plan.is_htree();
         let own = std::mem::take(&mut placed.own);
@@ -230,9 +232,8 @@ impl Finisher<'_> {
         let mut root = [0u8; inode::I_BLOCK_SIZE];
         let sink = &mut self.sink;
         extent::encode_tree(extents, start, self.bs.bytes(), seed, &mut root, |nr, b| {
-            sink.write(nr, b).map_err(std::io::Error::other)
+            sink.write(nr, b)
         })
-        .map_err(Error::from)
     }
 
     /// Chooses the geometry from the real counts and places the bitmaps, inode tables and
@@ -268,10 +269,14 @@ impl Finisher<'_> {
             )),
             SizingError::Inodes(msg) => Error::limit(msg),
             SizingError::OutOfSpace(_) => out_of_space(opts),
+            SizingError::Field(e) => Error::from(e),
         })?;
         let meta =
             sizing::place_group_metadata(&mut self.alloc, &plan.geometry, plan.journal_blocks)
-                .map_err(|_| out_of_space(opts))?;
+                .map_err(|e| match e {
+                    SizingError::Field(e) => Error::from(e),
+                    _ => out_of_space(opts),
+                })?;
         self.meta_runs.extend_from_slice(&meta.runs);
         if self.alloc.high_water() > plan.geometry.blocks_count {
             return Err(out_of_space(opts));
