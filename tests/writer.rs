@@ -474,6 +474,52 @@ fn library_api_every_kind_remove_and_sparse() {
     check_image(&image, &model.tree, Check::default());
 }
 
+/// A reader that gives `left` bytes of 9 and then fails.
+struct FailsAfter(usize);
+
+impl Read for FailsAfter {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        if self.0 == 0 {
+            return Err(std::io::Error::other("the source broke"));
+        }
+        let n = buf.len().min(self.0);
+        buf[..n].fill(9);
+        self.0 -= n;
+        Ok(n)
+    }
+}
+
+#[test]
+fn a_file_whose_data_fails_leaves_nothing_in_the_next() {
+    // A failure mid-block once left its bytes in the buffer, and the next file started inside
+    // that block: "b" read back as 100 bytes of 9 and its own 5000 bytes, with size 5100.
+    for failed_after in [100, 4096, 3 * 4096 + 5] {
+        let dir = scratch();
+        let image = dir.path().join("failed.ext4");
+        let mut b = ImageBuilder::create(&image, BuildOptions::default()).unwrap();
+        let mut model = Model::new((0, 0));
+        let err = b
+            .add_file("a", common::meta(0o644), &mut FailsAfter(failed_after))
+            .unwrap_err();
+        assert!(err.to_string().contains("\"a\""), "{err}");
+        let data = vec![7u8; 5000];
+        b.add_file("b", common::meta(0o644), &mut &data[..])
+            .unwrap();
+        model.put(
+            b"b",
+            common::node(
+                Kind::File {
+                    size: 5000,
+                    sha256: sha(&data),
+                },
+                0o644,
+            ),
+        );
+        b.finish().unwrap();
+        check_image(&image, &model.tree, Check::default());
+    }
+}
+
 fn sha(data: &[u8]) -> [u8; 32] {
     use sha2::Digest;
     sha2::Sha256::digest(data).into()

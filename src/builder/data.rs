@@ -127,9 +127,11 @@ impl DataWriter {
         })
     }
 
-    /// Starts writing one file's data.
+    /// Starts writing one file's data, on a block of its own. Bytes a failed file (one whose
+    /// session ended without [`FileSession::finish`]) left past its last placed block have no
+    /// block and belong to no inode: they are dropped, or this file would start inside them.
     pub fn begin(&mut self) -> FileSession<'_> {
-        debug_assert_eq!(self.committed, self.filled);
+        self.filled = self.committed;
         FileSession {
             w: self,
             block: 0,
