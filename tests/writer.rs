@@ -520,6 +520,28 @@ fn a_file_whose_data_fails_leaves_nothing_in_the_next() {
     }
 }
 
+#[test]
+fn a_build_time_past_ext4s_range_is_clamped_in_the_superblock() {
+    // 2^40 seconds once lost its high byte in `s_mkfs_time_hi` and read as 1970; it is the
+    // inodes' last second (TIME_MAX, in 2446) now, as the root directory's time is.
+    let dir = scratch();
+    let image = dir.path().join("late.ext4");
+    let mut o = BuildOptions::default();
+    o.time = Timestamp::from_secs(1 << 40);
+    let b = ImageBuilder::create(&image, o).unwrap();
+    b.finish().unwrap();
+    // The root directory, made implicitly at the build time, holds TIME_MAX.
+    let time_max = i64::from(i32::MAX) + (3 << 32);
+    check_image(&image, &Model::new((time_max, 0)).tree, Check::default());
+    // s_mkfs_time at 0x108 and its high byte at 0x276 (the dumpe2fs here shows only the low
+    // 32 bits).
+    let raw = fs::read(&image).unwrap();
+    let sb = &raw[1024..2048];
+    let lo = u32::from_le_bytes(sb[0x108..0x10C].try_into().unwrap());
+    let mkfs_time = (u64::from(sb[0x276]) << 32) | u64::from(lo);
+    assert_eq!(mkfs_time, time_max.cast_unsigned());
+}
+
 fn sha(data: &[u8]) -> [u8; 32] {
     use sha2::Digest;
     sha2::Sha256::digest(data).into()

@@ -13,7 +13,7 @@ use crate::ext4::extent::{self, Extent};
 use crate::ext4::group_desc::{BgFlags, GroupDesc, DESC_SIZE, S_DESC_SIZE};
 use crate::ext4::inode::{
     self, encode_device, ino, mode, DiskTime, Inode, InodeFlags, EXT4_LINK_MAX, FAST_SYMLINK_MAX,
-    INODE_SIZE, I_BLOCKS_UNIT,
+    INODE_SIZE, I_BLOCKS_UNIT, TIME_MAX,
 };
 use crate::ext4::superblock::{
     journal_backup, CompatFeatures, DefaultMountOpts, IncompatFeatures, RoCompatFeatures,
@@ -370,8 +370,9 @@ pub(super) fn superblock(
         s_log_block_size: geo.block_size.log(),
         s_blocks_per_group: geo.block_size.blocks_per_group(),
         s_inodes_per_group: geo.inodes_per_group,
-        // Before 1970 is 0; past the 40 bits the superblock holds, its encoding refuses it.
-        s_mkfs_time: opts.time.sec.max(0).cast_unsigned(),
+        // Before 1970 is 0; past the inodes' last second (TIME_MAX, well inside the 40 bits
+        // the superblock holds) it is that second, as the inodes' times are.
+        s_mkfs_time: opts.time.sec.clamp(0, TIME_MAX).cast_unsigned(),
         s_first_ino: ino::FIRST,
         s_inode_size: inode::S_INODE_SIZE,
         s_block_group_nr: 0,
