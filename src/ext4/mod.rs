@@ -197,3 +197,27 @@ pub fn split48(field: &'static str, v: u64) -> Result<(u32, u16), FieldOutOfRang
     }
     Ok((lo32(v), lo16(hi32(v))))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn splits_and_conversions_keep_every_bit_or_refuse() {
+        assert_eq!((lo32(0x1_2345_6789), hi32(0x1_2345_6789)), (0x2345_6789, 1));
+        assert_eq!((lo16(0xABCD_1234), hi16(0xABCD_1234)), (0x1234, 0xABCD));
+        assert_eq!(split48("f", MAX_48), Ok((u32::MAX, u16::MAX)));
+        assert_eq!(split48("f", 0x1234_5678_9ABC), Ok((0x5678_9ABC, 0x1234)));
+        let err = split48("f", MAX_48 + 1).unwrap_err();
+        assert_eq!((err.field, err.value, err.max), ("f", 1 << 48, MAX_48));
+        assert_eq!(fit::<u16>("f", 65_535), Ok(u16::MAX));
+        assert_eq!(
+            fit::<u16>("rec_len", 65_536).unwrap_err().to_string(),
+            "rec_len cannot hold 65536 (at most 65535)"
+        );
+        assert_eq!(fit::<u8>("name_len", 300).unwrap_err().max, 255);
+        assert_eq!(capped(5, 7u16), 5);
+        assert_eq!(capped(70_000, 32_768u16), 32_768);
+        assert_eq!(capped(u64::MAX, 9u32), 9);
+    }
+}

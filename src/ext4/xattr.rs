@@ -118,8 +118,8 @@ pub fn fits(attrs: &[Attr<'_>], area_size: usize, header_size: usize) -> bool {
 }
 
 /// Writes entries from `first` and values downward from the end of `area`; value offsets are
-/// relative to `offs_base`. Attributes that do not fit the area, or a name, offset or value
-/// length its field cannot hold, are refused before anything is written.
+/// relative to `offs_base`. Attributes that do not fit the area are refused before anything is
+/// written; a name, offset or value length its field cannot hold, before its entry is written.
 fn encode_entries(
     area: &mut [u8],
     first: usize,
@@ -134,34 +134,25 @@ fn encode_entries(
             max: area.len() as u64,
         });
     }
-    // Offsets are below the area's length; checking the largest possible checks them all.
-    let _: u16 = fit(
-        "e_value_offs",
-        area.len().saturating_sub(offs_base + 1) as u64,
-    )?;
-    for attr in attrs {
-        let _: u8 = fit("e_name_len", attr.name.len() as u64)?;
-        let _: u32 = fit("e_value_size", attr.value.len() as u64)?;
-    }
     let mut at = first;
     let mut value_end = area.len();
     for attr in attrs {
         let value_at = value_end - value_size(attr.value.len());
-        area[value_at..value_at + attr.value.len()].copy_from_slice(attr.value);
-        value_end = value_at;
-        area[at] = fit("e_name_len", attr.name.len() as u64)?;
-        area[at + 1] = attr.index;
         let offs = if attr.value.is_empty() {
             0
         } else {
             value_at - offs_base
         };
-        LE::write_u16(&mut area[at + 2..], fit("e_value_offs", offs as u64)?);
+        let e_name_len: u8 = fit("e_name_len", attr.name.len() as u64)?;
+        let e_value_offs: u16 = fit("e_value_offs", offs as u64)?;
+        let e_value_size: u32 = fit("e_value_size", attr.value.len() as u64)?;
+        area[value_at..value_at + attr.value.len()].copy_from_slice(attr.value);
+        value_end = value_at;
+        area[at] = e_name_len;
+        area[at + 1] = attr.index;
+        LE::write_u16(&mut area[at + 2..], e_value_offs);
         LE::write_u32(&mut area[at + 4..], 0); // e_value_inum
-        LE::write_u32(
-            &mut area[at + 8..],
-            fit("e_value_size", attr.value.len() as u64)?,
-        );
+        LE::write_u32(&mut area[at + 8..], e_value_size);
         LE::write_u32(&mut area[at + 12..], attr.hash());
         area[at + ENTRY_HEADER_SIZE..at + ENTRY_HEADER_SIZE + attr.name.len()]
             .copy_from_slice(attr.name);
@@ -335,8 +326,8 @@ mod tests {
         let mut block = vec![0u8; 4096];
         let err = encode_block(&mut block, 1, 0, &named).unwrap_err();
         assert_eq!((err.field, err.value, err.max), ("e_name_len", 256, 255));
-        // Value offsets are 16 bits: an area of more than 64 KiB is refused.
-        let mut huge = vec![0u8; (1 << 16) + BLOCK_HEADER_SIZE + 1];
+        // Value offsets are 16 bits: a value placed past 64 KiB is refused.
+        let mut huge = vec![0u8; (1 << 16) + 4096];
         let err = encode_block(&mut huge, 1, 0, &attrs).unwrap_err();
         assert_eq!(err.field, "e_value_offs");
     }
