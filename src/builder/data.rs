@@ -61,6 +61,8 @@ pub struct Writes {
 
 /// Bytes of a source file looked at in one go by [`FileSession::copy_from_file`].
 const SCAN: usize = 512 << 10;
+/// Length of one write through the page cache (a multiple of every block size).
+const BUFFERED_RUN: usize = 256 << 10;
 
 /// Writes file data into the image.
 pub struct DataWriter {
@@ -106,7 +108,16 @@ impl DataWriter {
     ) -> Result<Self> {
         let bs = alloc.block_size().bytes();
         let buffer = buffer.max(64 << 10) / bs * bs;
-        let mut writer = BackgroundWriter::start(file, 2, buffer, writes.direct)?;
+        // Through the page cache, the same bytes in flight go in shorter runs: each run is
+        // copied into the page cache while the bytes just read into it are still in a CPU
+        // cache, which on the measured machines cost less than half the system time of runs of
+        // 1 MiB and more (see the README). `O_DIRECT` writes skip that copy and want long runs.
+        let (count, len) = if writes.direct || buffer <= BUFFERED_RUN {
+            (2, buffer)
+        } else {
+            (buffer / BUFFERED_RUN, BUFFERED_RUN)
+        };
+        let mut writer = BackgroundWriter::start(file, count, len, writes.direct)?;
         let buf = writer.take_buffer()?;
         Ok(DataWriter {
             alloc,
@@ -599,6 +610,49 @@ mod tests {
         assert_eq!(e2[0].ee_start, e1[0].ee_start + u64::from(e1[0].len()));
         assert_eq!(read_back(&file, &e1, big.len() as u64), big);
         assert_eq!(read_back(&file, &e2, 5), small);
+    }
+
+    #[test]
+    fn buffered_writes_in_short_runs_round_trip() {
+        // A 1 MiB buffer through the page cache: four runs of BUFFERED_RUN in flight.
+        let file = tempfile::tempfile().unwrap();
+        let mut w = DataWriter::new(
+            &file,
+            BlockAllocator::new(BlockSize::K4, 1, 1 << 20),
+            1 << 20,
+            None,
+            "the limit".into(),
+            u64::MAX,
+            Writes::default(),
+        )
+        .unwrap();
+        let mut data: Vec<u8> = (0..5 * (1u32 << 20) + 300)
+            .map(|i| (i % 251) as u8 + 1)
+            .collect();
+        // Zero blocks at run boundaries and inside runs become holes.
+        for at in [0, BUFFERED_RUN, 3 * BUFFERED_RUN + 5 * BS, 2 << 20] {
+            data[at..at + BS].fill(0);
+        }
+        let mut s = w.begin();
+        // Odd-sized reads, so that blocks straddle them.
+        for piece in data.chunks(100_003) {
+            s.copy(&mut &piece[..], None).unwrap();
+        }
+        let extents = s.finish(data.len() as u64).unwrap();
+        let done = w.finish().unwrap();
+        let blocks: u64 = extents.iter().map(|e| u64::from(e.len())).sum();
+        assert_eq!(blocks, (data.len() as u64).div_ceil(BS as u64) - 4);
+        assert_eq!(read_back(&file, &extents, data.len() as u64), data);
+        let written: Vec<u8> = data
+            .chunks(BS)
+            .filter(|b| !is_zero(b))
+            .flat_map(|b| {
+                let mut b = b.to_vec();
+                b.resize(BS, 0);
+                b
+            })
+            .collect();
+        assert_eq!(done.crc, crc32c::crc32c(&written));
     }
 
     #[test]

@@ -71,7 +71,8 @@ pub struct BuildOptions {
     /// When set to true (by a signal handler, say), the build stops with
     /// [`crate::ErrorKind::Cancelled`] and removes its output.
     pub cancel: Option<Arc<AtomicBool>>,
-    /// Bytes of file data gathered before a write; two such buffers take turns. Default 2 MiB.
+    /// Bytes of file data gathered before a write with `O_DIRECT` (two such buffers take
+    /// turns), and the bytes in flight in 256 KiB writes through the page cache. Default 2 MiB.
     pub buffer_size: usize,
     /// Append a dm-verity hash tree after the filesystem (whose size then is a multiple of
     /// 4096 bytes: a fixed size is rounded down to it). Its root hash is in
