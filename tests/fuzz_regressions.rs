@@ -92,3 +92,18 @@ fn late_times_are_forgiven_only_when_valid() {
     fs::write(&bad, &img).unwrap();
     assert!(!harness::image::is_late_time_refusal(&bad, &err));
 }
+
+/// The `layer` target's name check reads names as tar-rs does, with the real name of a PAX
+/// sparse file, and does not take one layer's names for another's.
+#[test]
+fn layer_names_are_read_independently() {
+    let seeds = Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/seeds/layer");
+    let names = |f: &str| harness::names::stated(&fs::read(seeds.join(f)).unwrap()).unwrap();
+    let gnu = names("gnu.tar");
+    assert!(gnu.contains(&b"etc/motd.link"[..]), "{gnu:?}");
+    assert!(!gnu.contains(&b"etc/.wh.gone"[..]) && !gnu.contains(&b"sparse"[..]));
+    assert_eq!(names("pax.tar.gz"), gnu);
+    assert_eq!(names("pax.tar.zst"), gnu);
+    assert!(names("pax-sparse.tar").contains(&b"sparse"[..]));
+    assert!(names("gnu-sparse.tar").contains(&b"sparse"[..]));
+}

@@ -1225,3 +1225,242 @@ fn declared_layer_sizes_are_checked_before_the_download() {
     );
     assert_cache_sound(&s.cache());
 }
+
+/// A server that is no registry answers with bodies far larger than anything asked for, or
+/// declares sizes that do not hold: each pull fails with an error naming what was too large
+/// (or wrong), having read a bounded part of the answer (counted by the server), and asked
+/// for no blob whose declared size is refused.
+#[test]
+fn hostile_answers_are_read_up_to_their_limits() {
+    use common::registry::{Answer, Body, Hostile};
+    const HUGE: usize = 64 << 20;
+    // What the client may have taken in before it stopped: its limit, plus what the sockets
+    // buffer.
+    const READ_AT_MOST: usize = 16 << 20;
+    let layer_bytes = {
+        let mut b = tar::Builder::new(Vec::new());
+        let mut h = tar::Header::new_gnu();
+        h.set_size(5);
+        h.set_mode(0o644);
+        b.append_data(&mut h, "hello", &b"hello"[..]).unwrap();
+        b.into_inner().unwrap()
+    };
+    let layer_digest = digest(&layer_bytes);
+    let config = serde_json::json!({
+        "architecture": "amd64", "os": "linux",
+        "rootfs": {"type": "layers", "diff_ids": [layer_digest]},
+    })
+    .to_string()
+    .into_bytes();
+    let config_digest = digest(&config);
+    let manifest = |config_size: usize, layer_size: usize| {
+        serde_json::json!({
+            "schemaVersion": 2,
+            "mediaType": "application/vnd.oci.image.manifest.v1+json",
+            "config": {"mediaType": "application/vnd.oci.image.config.v1+json",
+                       "digest": config_digest, "size": config_size},
+            "layers": [{"mediaType": TAR, "digest": layer_digest, "size": layer_size}],
+        })
+        .to_string()
+        .into_bytes()
+    };
+    let huge = |stated| Body::Spaces { len: HUGE, stated };
+
+    struct Case {
+        name: &'static str,
+        /// Whether `/v2/` asks for a token from `/token`.
+        token: bool,
+        manifest: Box<dyn Fn() -> Body + Send + Sync>,
+        config: Box<dyn Fn() -> Body + Send + Sync>,
+        layer: Box<dyn Fn() -> Body + Send + Sync>,
+        /// Exit status, words of the message.
+        code: i32,
+        words: &'static [&'static str],
+        /// The request (part of its line) whose answer is bounded, or that must not be made.
+        watched: String,
+        asked: bool,
+    }
+    let (c, l, cs, ls) = (
+        config.clone(),
+        layer_bytes.clone(),
+        config.len(),
+        layer_bytes.len(),
+    );
+    let config_body = move || -> Box<dyn Fn() -> Body + Send + Sync> {
+        let c = c.clone();
+        Box::new(move || Body::Bytes(c.clone()))
+    };
+    let layer_body = move || -> Box<dyn Fn() -> Body + Send + Sync> {
+        let l = l.clone();
+        Box::new(move || Body::Bytes(l.clone()))
+    };
+    let manifest_body = |config_size, layer_size| -> Box<dyn Fn() -> Body + Send + Sync> {
+        let m = manifest(config_size, layer_size);
+        Box::new(move || Body::Bytes(m.clone()))
+    };
+    let cases = vec![
+        Case {
+            name: "manifest of 64 MiB, streamed",
+            token: false,
+            manifest: Box::new(move || huge(false)),
+            config: config_body(),
+            layer: layer_body(),
+            code: 5,
+            words: &["tag \"v1\"", "larger than 4194304 bytes"],
+            watched: "/manifests/".into(),
+            asked: true,
+        },
+        Case {
+            name: "manifest of 64 MiB, length stated",
+            token: false,
+            manifest: Box::new(move || huge(true)),
+            config: config_body(),
+            layer: layer_body(),
+            code: 5,
+            words: &["tag \"v1\"", "larger than 4194304 bytes"],
+            watched: "/manifests/".into(),
+            asked: true,
+        },
+        Case {
+            name: "token answer of 64 MiB",
+            token: true,
+            manifest: manifest_body(cs, ls),
+            config: config_body(),
+            layer: layer_body(),
+            code: 5,
+            words: &["token service", "more than 1048576 bytes"],
+            watched: "/token".into(),
+            asked: true,
+        },
+        Case {
+            name: "config declared 0 bytes",
+            token: false,
+            manifest: manifest_body(0, ls),
+            config: config_body(),
+            layer: layer_body(),
+            code: 3,
+            words: &["config", "size of 0"],
+            watched: config_digest.clone(),
+            asked: false,
+        },
+        Case {
+            name: "config declared 5 MiB",
+            token: false,
+            manifest: manifest_body(5 << 20, ls),
+            config: config_body(),
+            layer: layer_body(),
+            code: 5,
+            words: &["config", "5242880 bytes"],
+            watched: config_digest.clone(),
+            asked: false,
+        },
+        Case {
+            name: "config sending 64 MiB",
+            token: false,
+            manifest: manifest_body(cs, ls),
+            config: Box::new(move || huge(false)),
+            layer: layer_body(),
+            code: 4,
+            words: &["config", "digest"],
+            watched: config_digest.clone(),
+            asked: true,
+        },
+        Case {
+            name: "layer declared 0 bytes",
+            token: false,
+            manifest: manifest_body(cs, 0),
+            config: config_body(),
+            layer: layer_body(),
+            code: 3,
+            words: &["layer", "size of 0"],
+            watched: layer_digest.clone(),
+            asked: false,
+        },
+        Case {
+            name: "layer sending 64 MiB",
+            token: false,
+            manifest: manifest_body(cs, ls),
+            config: config_body(),
+            layer: Box::new(move || huge(false)),
+            code: 4,
+            words: &["layer 1/1", "digest"],
+            watched: layer_digest.clone(),
+            asked: true,
+        },
+    ];
+    for case in cases {
+        let Case {
+            name,
+            token,
+            manifest,
+            config,
+            layer,
+            code,
+            words,
+            watched,
+            asked,
+        } = case;
+        let (config_digest, layer_digest) = (config_digest.clone(), layer_digest.clone());
+        let server = Hostile::start(move |line, addr| {
+            if line.starts_with("GET /v2/ ") {
+                return Answer {
+                    status: if token { 401 } else { 200 },
+                    headers: if token {
+                        vec![format!(
+                            "WWW-Authenticate: Bearer realm=\"http://{addr}/token\",service=\"hostile\""
+                        )]
+                    } else {
+                        Vec::new()
+                    },
+                    body: Body::Bytes(Vec::new()),
+                };
+            }
+            if line.starts_with("GET /token") {
+                return Answer::ok(huge(false));
+            }
+            let body = if line.contains("/manifests/") {
+                manifest()
+            } else if line.contains(&config_digest) {
+                config()
+            } else if line.contains(&layer_digest) {
+                layer()
+            } else {
+                return Answer {
+                    status: 404,
+                    headers: Vec::new(),
+                    body: Body::Bytes(Vec::new()),
+                };
+            };
+            let mut a = Answer::ok(body);
+            if line.contains("/manifests/") {
+                a.headers
+                    .push("Content-Type: application/vnd.oci.image.manifest.v1+json".into());
+            }
+            a
+        });
+        let s = Scratch::new();
+        let reference = format!("{}/hostile/img:v1", server.addr);
+        let out = s.out("h.ext4");
+        let started = Instant::now();
+        let o = s.pull_http(&reference, &out, &["--retries", "0"]);
+        let took = started.elapsed();
+        let mut all = vec![reference.as_str(), "hostile/img"];
+        all.extend_from_slice(words);
+        let err = failed(&o, code, &all, &out);
+        let (sent, requests) = server.sent(&watched);
+        eprintln!(
+            "{name}: {sent} bytes sent in {requests} requests for {watched}, {took:?}: {err}"
+        );
+        if asked {
+            assert!(requests >= 1, "{name}: {watched} was not asked for");
+            assert!(
+                sent <= READ_AT_MOST,
+                "{name}: {sent} bytes of {watched} were sent"
+            );
+        } else {
+            assert_eq!(requests, 0, "{name}: {watched} was asked for");
+        }
+        assert!(took < Duration::from_secs(20), "{name}: {took:?}");
+        assert_cache_sound(&s.cache());
+    }
+}

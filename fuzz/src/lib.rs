@@ -11,6 +11,7 @@
 
 pub mod image;
 mod json;
+pub mod names;
 mod ops;
 
 use std::io::{Cursor, Read};
@@ -18,15 +19,26 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use oci2ext4::layer::{apply_layers, LayerInput, NoProgress};
-use oci2ext4::{BuildOptions, ImageBuilder};
+use oci2ext4::{BlockSize, BuildOptions, ImageBuilder};
 
 pub use json::{docker_manifest, oci_json};
 pub use ops::layer_ops;
 
 /// Options for fuzz builds: small images, a bound on the size so that decompression bombs
-/// stop early, and a small data buffer.
+/// stop early, and a small data buffer; 4 KiB blocks.
 pub(crate) fn options() -> BuildOptions {
+    options_with(BlockSize::K4)
+}
+
+/// The block size an input chooses: `choice % 3` picks 4, 1 or 2 KiB.
+pub(crate) fn block_size(choice: usize) -> BlockSize {
+    [BlockSize::K4, BlockSize::K1, BlockSize::K2][choice % 3]
+}
+
+/// [`options`] with blocks of `block_size`.
+pub(crate) fn options_with(block_size: BlockSize) -> BuildOptions {
     let mut o = BuildOptions::default();
+    o.block_size = block_size;
     o.min_size = 16 << 20;
     o.limits.max_size = 1 << 30;
     o.buffer_size = 1 << 20;
@@ -87,15 +99,20 @@ impl AsRef<[u8]> for ArcBytes {
     }
 }
 
-/// Target `layer`: one layer's bytes, compressed or not, through the whole builder.
+/// Target `layer`: one layer's bytes, compressed or not, through the whole builder, with
+/// blocks of 4, 1 or 2 KiB as the input's length chooses ([`block_size`]; the bytes
+/// themselves are all the layer's).
 ///
-/// Checks: no panic; an error leaves no file behind; a success leaves exactly the image, and
-/// the image opens with an independent ext4 reader (`ext4-view`, which verifies the metadata
-/// checksums) and every entry in it can be read.
+/// Checks: no panic; an error leaves no file behind; a success leaves exactly the image, the
+/// image opens with an independent ext4 reader (`ext4-view`, which verifies the metadata
+/// checksums) and every entry in it can be read, and every path in it is a name the layer
+/// gives (an entry's, or a directory above one) as an independent tar reader (tar-rs) reads
+/// the layer, when it can ([`names::stated`]).
 pub fn layer(data: &[u8]) {
     let dir = scratch();
     let out = dir.path().join("out.ext4");
-    let mut builder = ImageBuilder::create(&out, options()).expect("create the builder");
+    let mut builder = ImageBuilder::create(&out, options_with(block_size(data.len())))
+        .expect("create the builder");
     let mut input = memory_layer("fuzz layer", data.to_vec());
     // The blob digest is right: the check runs, and a failure to parse is not blamed on it.
     input.blob_digest = Some(oci2ext4::blob::digest::Digest::of(data));
@@ -108,9 +125,24 @@ pub fn layer(data: &[u8]) {
                 vec![out.clone()],
                 "files beside the image"
             );
-            if let Err(e) = image::read(&out, image::Contents::Prefix(64 << 10)) {
-                if !image::is_late_time_refusal(&out, &e) {
-                    panic!("the image built cannot be read back: {e}");
+            match image::read(&out, image::Contents::Prefix(64 << 10)) {
+                Ok(paths) => {
+                    if let Some(stated) = names::stated(data) {
+                        let foreign: Vec<String> = paths
+                            .keys()
+                            .filter(|p| !p.is_empty() && !stated.contains(*p))
+                            .map(|p| String::from_utf8_lossy(p).into_owned())
+                            .collect();
+                        assert!(
+                            foreign.is_empty(),
+                            "the image has names the layer does not give: {foreign:?}"
+                        );
+                    }
+                }
+                Err(e) => {
+                    if !image::is_late_time_refusal(&out, &e) {
+                        panic!("the image built cannot be read back: {e}");
+                    }
                 }
             }
         }

@@ -51,10 +51,10 @@ use std::sync::OnceLock;
 
 use arbitrary::{Arbitrary, Unstructured};
 use oci2ext4::layer::{apply_layers, NoProgress};
-use oci2ext4::{ErrorKind, ImageBuilder};
+use oci2ext4::{BlockSize, ErrorKind, ImageBuilder};
 
 use super::image::{self, Contents};
-use super::{listing, memory_layer, options, scratch};
+use super::{block_size, listing, memory_layer, options_with, scratch};
 
 /// The component names paths are made of: few, so that entries collide often.
 const NAMES: [&[u8]; 4] = [b"a", b"b", b"c", b"s"];
@@ -967,11 +967,12 @@ fn compress(data: Vec<u8>, how: Compress) -> Vec<u8> {
 }
 
 /// Inodes an empty build uses (the reserved ones, the root, `lost+found`).
-fn base_inodes() -> u64 {
-    static BASE: OnceLock<u64> = OnceLock::new();
-    *BASE.get_or_init(|| {
+fn base_inodes(block_size: BlockSize) -> u64 {
+    static BASE: [OnceLock<u64>; 7] = [const { OnceLock::new() }; 7];
+    let slot = usize::try_from(block_size.log()).unwrap_or(0).min(6);
+    *BASE[slot].get_or_init(|| {
         let dir = scratch();
-        let b = ImageBuilder::create(dir.path().join("empty.ext4"), options())
+        let b = ImageBuilder::create(dir.path().join("empty.ext4"), options_with(block_size))
             .expect("create the builder");
         b.finish().expect("an empty image").inodes_used
     })
@@ -1074,7 +1075,9 @@ fn describe(layers: &[Vec<Op>]) -> String {
 }
 
 /// Decodes the fuzz input into layers of operations.
-fn decode(data: &[u8]) -> Vec<LayerSpec> {
+/// The layers an input gives, and the block size its bytes left after them choose
+/// ([`block_size`]; 4 KiB when none are left).
+fn decode(data: &[u8]) -> (Vec<LayerSpec>, BlockSize) {
     let mut u = Unstructured::new(data);
     let n = u.int_in_range(1..=MAX_LAYERS).unwrap_or(1);
     let mut layers = Vec::with_capacity(n);
@@ -1093,12 +1096,13 @@ fn decode(data: &[u8]) -> Vec<LayerSpec> {
         }
         layers.push(LayerSpec { ops, compression });
     }
-    layers
+    let choice = u.int_in_range(0..=2u8).unwrap_or(0);
+    (layers, block_size(usize::from(choice)))
 }
 
 /// Target `layer_ops`; see the module documentation.
 pub fn layer_ops(data: &[u8]) {
-    let spec = decode(data);
+    let (spec, block_size) = decode(data);
     let layers = lower(&spec);
     let expect = model(&layers);
     if std::env::var_os("OCI2EXT4_FUZZ_STATS").is_some() {
@@ -1111,7 +1115,8 @@ pub fn layer_ops(data: &[u8]) {
     }
     let dir = scratch();
     let out = dir.path().join("out.ext4");
-    let mut builder = ImageBuilder::create(&out, options()).expect("create the builder");
+    let mut builder =
+        ImageBuilder::create(&out, options_with(block_size)).expect("create the builder");
     let inputs = layers
         .iter()
         .zip(&spec)
@@ -1145,7 +1150,7 @@ pub fn layer_ops(data: &[u8]) {
                 .map(|(_, &i)| i)
                 .collect();
             assert_eq!(
-                summary.inodes_used - base_inodes(),
+                summary.inodes_used - base_inodes(block_size),
                 inodes.len() as u64,
                 "inodes used differ from the model's\n{}",
                 case()

@@ -529,7 +529,28 @@ impl Context<'_> {
         if self.options.offline {
             return Err(not_cached(format!("config {}", desc.digest)));
         }
-        let data = self.session().await?.small_blob(&desc.digest).await?;
+        // A config is never empty, and is read whole: its declared size is checked before it
+        // is asked for, and no more than that is read.
+        if desc.size == 0 {
+            return Err(Error::corrupt(format!(
+                "the manifest declares config {} with a size of 0",
+                desc.digest
+            )));
+        }
+        if desc.size > oci::MAX_DOCUMENT {
+            return Err(Error::limit(format!(
+                "the manifest declares config {} of {} bytes, more than the {} bytes a config \
+                 may have",
+                desc.digest,
+                desc.size,
+                oci::MAX_DOCUMENT
+            )));
+        }
+        let data = self
+            .session()
+            .await?
+            .small_blob(&desc.digest, desc.size)
+            .await?;
         self.keep(&desc.digest, &data, "config")?;
         self.counters.downloaded.fetch_add(1, Ordering::Relaxed);
         self.counters

@@ -4,15 +4,16 @@
 
 use std::future::Future;
 use std::path::PathBuf;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
 use oci_client::client::{
     BlobResponse, Certificate, CertificateEncoding, ClientConfig, ClientProtocol, SizedStream,
 };
-use oci_client::errors::{OciDistributionError, OciErrorCode};
+use oci_client::errors::{OciDistributionError, OciEnvelope, OciErrorCode};
 use oci_client::secrets::RegistryAuth;
 use oci_client::{Client, RegistryOperation};
+use sha2::{Digest as _, Sha256, Sha512};
 
 use crate::error::{Error, ErrorKind, Result};
 use crate::oci::MAX_DOCUMENT;
@@ -127,7 +128,7 @@ pub fn retryable(e: &OciDistributionError) -> bool {
             .errors
             .iter()
             .any(|e| e.code == OciErrorCode::Toomanyrequests),
-        OciDistributionError::IoError(io) => !is_digest_error(io),
+        OciDistributionError::IoError(io) => !is_digest_error(io) && our_error(io).is_none(),
         _ => false,
     }
 }
@@ -151,12 +152,36 @@ fn short(s: &str) -> String {
 /// A connection to one repository of one registry, authenticated.
 pub struct Session {
     client: Client,
-    auth: RegistryAuth,
+    /// Our own HTTP client, for what oci-client would read whole: the ping, tokens and
+    /// manifests.
+    http: reqwest::Client,
+    /// `http` or `https`.
+    scheme: &'static str,
+    /// The host requests go to (`registry-1.docker.io` for `docker.io`).
+    host: String,
+    credentials: Credentials,
+    /// The registry's token service, when it has one.
+    token_service: Option<TokenService>,
+    /// The current bearer token from the token service.
+    token: tokio::sync::Mutex<Option<Token>>,
     reference: oci_client::Reference,
     registry: String,
     repository: String,
     credentials_origin: Option<String>,
     retries: u32,
+}
+
+/// Where a registry hands out bearer tokens (from its `WWW-Authenticate: Bearer` challenge).
+#[derive(Clone, Debug)]
+struct TokenService {
+    realm: String,
+    service: Option<String>,
+}
+
+/// A bearer token and when to ask for a new one.
+struct Token {
+    value: String,
+    renew_at: Instant,
 }
 
 fn read_ca_certs(paths: &[PathBuf]) -> Result<Vec<Certificate>> {
@@ -300,6 +325,7 @@ impl Session {
         } else {
             vec![ClientProtocol::Https]
         };
+        let http = reqwest_client(&certs)?;
         let mut last_err = None;
         for (i, protocol) in protocols.iter().enumerate() {
             let scheme = if *protocol == ClientProtocol::Http {
@@ -307,34 +333,14 @@ impl Session {
             } else {
                 "https"
             };
-            let auth = match &credentials.credentials {
-                Credentials::Anonymous => RegistryAuth::Anonymous,
-                Credentials::Basic { username, password } => {
-                    RegistryAuth::Basic(username.clone(), password.clone())
-                }
-                Credentials::IdentityToken(token) => {
-                    let http = reqwest_client(&certs)?;
-                    match exchange_identity_token(
-                        &http,
-                        scheme,
-                        &host,
-                        reference.repository(),
-                        token,
-                    )
-                    .await
-                    {
-                        Ok(access) => RegistryAuth::Bearer(access),
-                        Err(e) if i + 1 < protocols.len() => {
-                            last_err = Some(e);
-                            continue;
-                        }
-                        Err(e) => return Err(e),
-                    }
-                }
-            };
-            let session = Session {
+            let mut session = Session {
                 client: make_client(opts, &certs, protocol.clone())?,
-                auth,
+                http: http.clone(),
+                scheme,
+                host: host.clone(),
+                credentials: credentials.credentials.clone(),
+                token_service: None,
+                token: tokio::sync::Mutex::new(None),
                 reference: client_ref.clone(),
                 registry: registry.clone(),
                 repository: reference.repository().to_string(),
@@ -348,14 +354,14 @@ impl Session {
                 opts.retries
             };
             let result = session
-                .retry_n(retries, "the registry", || {
-                    session
-                        .client
-                        .auth(&session.reference, &session.auth, RegistryOperation::Pull)
-                })
+                .retry_n(retries, "the registry", || session.ping())
                 .await;
             match result {
-                Ok(_) => return Ok(session),
+                Ok(service) => {
+                    session.token_service = service;
+                    session.authenticate().await?;
+                    return Ok(session);
+                }
                 // HTTPS did not answer (no TLS there, or nothing): try plain HTTP. A certificate
                 // that is not trusted is reported as it is.
                 Err((e, Some(OciDistributionError::RequestError(r))))
@@ -367,6 +373,98 @@ impl Session {
             }
         }
         Err(last_err.unwrap_or_else(|| Error::new(ErrorKind::Registry, "no protocol to try")))
+    }
+
+    /// Asks the registry (`GET /v2/`) how to authenticate: the token service its `Bearer`
+    /// challenge names, if any. The answer's body is not read.
+    async fn ping(&self) -> std::result::Result<Option<TokenService>, OciDistributionError> {
+        let url = format!("{}://{}/v2/", self.scheme, self.host);
+        let resp = self.http.get(&url).send().await?;
+        let status = resp.status();
+        if status.is_server_error() || status == reqwest::StatusCode::TOO_MANY_REQUESTS {
+            return Err(OciDistributionError::ServerError {
+                code: status.as_u16(),
+                url,
+                message: String::new(),
+            });
+        }
+        let challenge = resp
+            .headers()
+            .get(reqwest::header::WWW_AUTHENTICATE)
+            .and_then(|h| h.to_str().ok())
+            .and_then(parse_bearer_challenge);
+        Ok(challenge.and_then(|c| {
+            let get = |k: &str| c.iter().find(|(key, _)| key == k).map(|(_, v)| v.clone());
+            Some(TokenService {
+                realm: get("realm")?,
+                service: get("service"),
+            })
+        }))
+    }
+
+    /// Hands oci-client what it needs to authenticate its requests: a bearer token from the
+    /// token service, or the credentials themselves (basic auth) when there is none.
+    async fn authenticate(&self) -> Result<()> {
+        if self.token_service.is_some() {
+            return self
+                .retry("a token from the token service", || self.fresh_token())
+                .await;
+        }
+        let auth = match &self.credentials {
+            Credentials::Anonymous => RegistryAuth::Anonymous,
+            Credentials::Basic { username, password } => {
+                RegistryAuth::Basic(username.clone(), password.clone())
+            }
+            Credentials::IdentityToken(_) => {
+                return Err(Error::new(
+                    ErrorKind::Registry,
+                    format!(
+                        "{} offers no token service, so the identity token in the credentials cannot be used",
+                        self.registry
+                    ),
+                ))
+            }
+        };
+        self.client
+            .store_auth_if_needed(self.reference.resolve_registry(), &auth)
+            .await;
+        Ok(())
+    }
+
+    /// Makes sure the bearer token is fresh (when the registry has a token service): asks for
+    /// a new one when it is due, and gives it to oci-client.
+    ///
+    /// oci-client keeps a token 60 seconds unless it says otherwise, and then falls back to the
+    /// first token it was given; asking again within that time, before each request, means it
+    /// always holds the newest.
+    async fn fresh_token(&self) -> std::result::Result<(), OciDistributionError> {
+        let Some(service) = &self.token_service else {
+            return Ok(());
+        };
+        let mut token = self.token.lock().await;
+        if token.as_ref().is_some_and(|t| Instant::now() < t.renew_at) {
+            return Ok(());
+        }
+        let (value, lifetime) = fetch_token(
+            &self.http,
+            service,
+            &self.registry,
+            &self.repository,
+            &self.credentials,
+        )
+        .await?;
+        self.client
+            .auth(
+                &self.reference,
+                &RegistryAuth::Bearer(value.clone()),
+                RegistryOperation::Pull,
+            )
+            .await?;
+        *token = Some(Token {
+            value,
+            renew_at: Instant::now() + lifetime.min(TOKEN_RENEWAL) * 4 / 5,
+        });
+        Ok(())
     }
 
     /// The registry's name.
@@ -418,26 +516,81 @@ impl Session {
         }
     }
 
-    /// Fetches the manifest (or index) `reference` names, as bytes.
+    /// Fetches the manifest (or index) `reference` names, as bytes: at most `MAX_MANIFEST` (4 MiB)
+    /// of them, and, when the registry states the manifest's digest, checked against it.
     pub async fn manifest(&self, reference: &ImageReference) -> Result<Vec<u8>> {
         let r = reference.to_client();
         let what = match reference.digest() {
             Some(d) => format!("manifest {d}"),
             None => format!("tag {:?}", reference.tag().unwrap_or("latest")),
         };
-        let (data, _digest) = self
-            .retry(&what, || {
-                self.client
-                    .pull_manifest_raw(&r, &self.auth, &MANIFEST_TYPES)
-            })
-            .await?;
-        Ok(data.to_vec())
+        self.retry(&what, || self.manifest_once(&r, &what)).await
     }
 
-    /// Fetches a small blob (a config) whole, read to its end so that its digest is checked.
-    pub async fn small_blob(&self, digest: &str) -> Result<Vec<u8>> {
+    /// One request for a manifest. oci-client reads a manifest whole before anything can look
+    /// at its size, so the request is ours, authenticated as oci-client's are.
+    async fn manifest_once(
+        &self,
+        r: &oci_client::Reference,
+        what: &str,
+    ) -> std::result::Result<Vec<u8>, OciDistributionError> {
+        self.fresh_token().await?;
+        let name = r.digest().or(r.tag()).unwrap_or("latest");
+        let url = format!(
+            "{}://{}/v2/{}/manifests/{name}",
+            self.scheme,
+            self.host,
+            r.repository()
+        );
+        let mut request = self
+            .http
+            .get(&url)
+            .header(reqwest::header::ACCEPT, MANIFEST_TYPES.join(", "));
+        if let Some(t) = self.token.lock().await.as_ref() {
+            request = request.bearer_auth(&t.value);
+        } else if let Credentials::Basic { username, password } = &self.credentials {
+            request = request.basic_auth(username, Some(password));
+        }
+        let mut resp = request.send().await?;
+        let status = resp.status();
+        if status != reqwest::StatusCode::OK {
+            let (body, _) = read_up_to(&mut resp, MAX_ERROR_BODY).await?;
+            return Err(status_error(status, &body, url));
+        }
+        let stated = resp
+            .headers()
+            .get("docker-content-digest")
+            .and_then(|h| h.to_str().ok())
+            .map(str::to_string);
+        let (body, whole) = read_up_to(&mut resp, MAX_MANIFEST).await?;
+        if !whole {
+            return Err(ours(Error::limit(format!(
+                "the {what} of {} at {} is larger than {MAX_MANIFEST} bytes; the rest is not read",
+                self.repository, self.registry
+            ))));
+        }
+        if let Some(stated) = stated {
+            check_stated_digest(&stated, &body).map_err(|got| {
+                ours(Error::new(
+                    ErrorKind::DigestMismatch,
+                    format!(
+                        "the {what} of {} from {} does not match its digest: the registry states {stated}, the bytes are {got}",
+                        self.repository, self.registry
+                    ),
+                ))
+            })?;
+        }
+        Ok(body)
+    }
+
+    /// Fetches a small blob (a config) of `size` bytes whole: never more than `size` bytes of
+    /// it are read, so its digest (checked by the caller) fails when the registry sends more.
+    /// `size` is at most [`MAX_DOCUMENT`], checked by the caller before.
+    pub async fn small_blob(&self, digest: &str, size: u64) -> Result<Vec<u8>> {
         let what = format!("blob {digest}");
+        let size = usize::try_from(size.min(MAX_DOCUMENT)).unwrap_or(usize::MAX);
         self.retry(&what, || async {
+            self.fresh_token().await?;
             let mut stream = self
                 .client
                 .pull_blob_stream(&self.reference, digest)
@@ -445,11 +598,10 @@ impl Session {
             let mut data = Vec::new();
             while let Some(chunk) = stream.next().await {
                 let chunk = chunk?;
-                data.extend_from_slice(&chunk);
-                if data.len() as u64 > MAX_DOCUMENT {
-                    return Err(OciDistributionError::GenericError(Some(format!(
-                        "blob {digest} is larger than {MAX_DOCUMENT} bytes"
-                    ))));
+                let room = size - data.len();
+                data.extend_from_slice(&chunk[..chunk.len().min(room)]);
+                if data.len() == size {
+                    break;
                 }
             }
             Ok(data)
@@ -464,6 +616,7 @@ impl Session {
         digest: &str,
         offset: u64,
     ) -> std::result::Result<(SizedStream, u64), OciDistributionError> {
+        self.fresh_token().await?;
         if offset == 0 {
             return Ok((
                 self.client
@@ -496,6 +649,11 @@ impl Session {
             )),
         }
         };
+        if let OciDistributionError::IoError(io) = e {
+            if let Some(err) = our_error(io) {
+                return Error::new(err.kind(), err.message());
+            }
+        }
         match e {
             OciDistributionError::UnauthorizedError { .. } => refused(),
             OciDistributionError::AuthenticationFailure(reason) => match &self.credentials_origin {
@@ -572,88 +730,170 @@ impl Session {
     }
 }
 
-/// Exchanges an identity (refresh) token for an access token at the registry's token service,
-/// as Docker does (OAuth2 `grant_type=refresh_token`).
+/// The largest manifest or index read, as containerd and Distribution read.
+const MAX_MANIFEST: usize = 4 << 20;
 /// The largest token service answer read.
 const MAX_TOKEN_RESPONSE: usize = 1 << 20;
+/// How much of an error answer is read, for its message.
+const MAX_ERROR_BODY: usize = 64 << 10;
+/// The longest a bearer token is used before a new one is asked for (the token specification's
+/// default lifetime; oci-client's too).
+const TOKEN_RENEWAL: Duration = Duration::from_secs(60);
 
-async fn exchange_identity_token(
-    http: &reqwest::Client,
-    scheme: &str,
-    host: &str,
-    repository: &str,
-    token: &str,
-) -> Result<String> {
-    let fail = |m: String| Error::new(ErrorKind::Registry, m);
-    let ping = http
-        .get(format!("{scheme}://{host}/v2/"))
-        .send()
-        .await
-        .map_err(|e| fail(format!("cannot reach {host}: {}", root_cause(&e))))?;
-    let challenge = ping
-        .headers()
-        .get(reqwest::header::WWW_AUTHENTICATE)
-        .and_then(|h| h.to_str().ok())
-        .and_then(parse_bearer_challenge)
-        .ok_or_else(|| {
-            fail(format!(
-                "{host} offers no token service, so the identity token in the credentials cannot be used"
-            ))
-        })?;
-    let get = |k: &str| {
-        challenge
-            .iter()
-            .find(|(key, _)| key == k)
-            .map(|(_, v)| v.clone())
-    };
-    let realm =
-        get("realm").ok_or_else(|| fail(format!("{host}'s token challenge names no realm")))?;
-    let mut body = format!(
-        "grant_type=refresh_token&client_id=oci2ext4&refresh_token={}&scope={}",
-        form_encode(token),
-        form_encode(&format!("repository:{repository}:pull"))
-    );
-    if let Some(service) = get("service") {
-        body.push_str(&format!("&service={}", form_encode(&service)));
+// The manifest limit is the one every document reader of the crate applies.
+const _: () = assert!(MAX_MANIFEST as u64 == MAX_DOCUMENT);
+
+/// An error of ours carried through oci-client's error type (so that the retry loop passes it
+/// on as it is).
+fn ours(e: Error) -> OciDistributionError {
+    OciDistributionError::IoError(std::io::Error::other(e))
+}
+
+/// The error of ours an I/O error carries, if any.
+fn our_error(io: &std::io::Error) -> Option<&Error> {
+    io.get_ref().and_then(|i| i.downcast_ref::<Error>())
+}
+
+/// Reads an answer's body as it streams, at most `limit` bytes of it. Returns the bytes and
+/// whether they are the whole body; what comes past the limit is not read.
+async fn read_up_to(
+    resp: &mut reqwest::Response,
+    limit: usize,
+) -> std::result::Result<(Vec<u8>, bool), reqwest::Error> {
+    if resp
+        .content_length()
+        .is_some_and(|n| n > u64::try_from(limit).unwrap_or(u64::MAX))
+    {
+        return Ok((Vec::new(), false));
     }
-    let resp = http
-        .post(&realm)
-        .header(
-            reqwest::header::CONTENT_TYPE,
-            "application/x-www-form-urlencoded",
-        )
-        .body(body)
-        .send()
-        .await
-        .map_err(|e| {
-            fail(format!(
-                "cannot reach the token service of {host}: {}",
-                root_cause(&e)
-            ))
-        })?;
-    let status = resp.status();
-    // Read as it streams, never past MAX_TOKEN_RESPONSE.
-    let mut resp = resp;
     let mut body = Vec::new();
-    while let Some(chunk) = resp.chunk().await.map_err(|e| {
-        fail(format!(
-            "the token service of {host} failed: {}",
-            root_cause(&e)
-        ))
-    })? {
+    while let Some(chunk) = resp.chunk().await? {
+        let room = limit - body.len();
+        if chunk.len() > room {
+            body.extend_from_slice(&chunk[..room]);
+            return Ok((body, false));
+        }
         body.extend_from_slice(&chunk);
-        if body.len() > MAX_TOKEN_RESPONSE {
-            return Err(fail(format!(
-                "the token service of {host} answered more than {MAX_TOKEN_RESPONSE} bytes"
-            )));
+    }
+    Ok((body, true))
+}
+
+/// The error for an answer with HTTP `status` other than 200, as oci-client makes it.
+fn status_error(status: reqwest::StatusCode, body: &[u8], url: String) -> OciDistributionError {
+    if status == reqwest::StatusCode::UNAUTHORIZED {
+        return OciDistributionError::UnauthorizedError { url };
+    }
+    if status.is_client_error() {
+        if let Ok(envelope) = serde_json::from_slice::<OciEnvelope>(body) {
+            return OciDistributionError::RegistryError { envelope, url };
         }
     }
-    let text = String::from_utf8_lossy(&body);
+    OciDistributionError::ServerError {
+        code: status.as_u16(),
+        url,
+        message: String::from_utf8_lossy(body).into_owned(),
+    }
+}
+
+/// Checks `data` against the digest a registry states for it (`Docker-Content-Digest`), when
+/// its algorithm is one we know (SHA-256, SHA-512). The error is the digest of `data`.
+fn check_stated_digest(stated: &str, data: &[u8]) -> std::result::Result<(), String> {
+    let got = match stated.split_once(':') {
+        Some(("sha256", _)) => format!("sha256:{}", hex(&Sha256::digest(data))),
+        Some(("sha512", _)) => format!("sha512:{}", hex(&Sha512::digest(data))),
+        _ => {
+            tracing::debug!(
+                stated,
+                "a manifest digest of an unknown algorithm is not checked"
+            );
+            return Ok(());
+        }
+    };
+    if got.eq_ignore_ascii_case(stated.trim()) {
+        Ok(())
+    } else {
+        Err(got)
+    }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Asks `service` for a bearer token to pull from `repository`: with the credentials as basic
+/// auth, or, for an identity (refresh) token, by exchanging it as Docker does (OAuth2
+/// `grant_type=refresh_token`). Returns the token and how long it lives. The answer is read as
+/// it streams, never past [`MAX_TOKEN_RESPONSE`].
+async fn fetch_token(
+    http: &reqwest::Client,
+    service: &TokenService,
+    registry: &str,
+    repository: &str,
+    credentials: &Credentials,
+) -> std::result::Result<(String, Duration), OciDistributionError> {
+    let scope = format!("repository:{repository}:pull");
+    let request = match credentials {
+        Credentials::IdentityToken(token) => {
+            let mut body = format!(
+                "grant_type=refresh_token&client_id=oci2ext4&refresh_token={}&scope={}",
+                form_encode(token),
+                form_encode(&scope)
+            );
+            if let Some(s) = &service.service {
+                body.push_str(&format!("&service={}", form_encode(s)));
+            }
+            http.post(&service.realm)
+                .header(
+                    reqwest::header::CONTENT_TYPE,
+                    "application/x-www-form-urlencoded",
+                )
+                .body(body)
+        }
+        other => {
+            let mut url = service.realm.clone();
+            url.push(if url.contains('?') { '&' } else { '?' });
+            url.push_str(&format!("scope={}", form_encode(&scope)));
+            if let Some(s) = &service.service {
+                url.push_str(&format!("&service={}", form_encode(s)));
+            }
+            let request = http.get(url);
+            match other {
+                Credentials::Basic { username, password } => {
+                    request.basic_auth(username, Some(password))
+                }
+                _ => request,
+            }
+        }
+    };
+    let mut resp = request.send().await?;
+    let status = resp.status();
     if !status.is_success() {
-        return Err(fail(format!(
-            "the token service of {host} refused the identity token (HTTP {})",
-            status.as_u16()
-        )));
+        if status.is_server_error() || status == reqwest::StatusCode::TOO_MANY_REQUESTS {
+            return Err(OciDistributionError::ServerError {
+                code: status.as_u16(),
+                url: service.realm.clone(),
+                message: String::new(),
+            });
+        }
+        if matches!(credentials, Credentials::IdentityToken(_)) {
+            return Err(ours(Error::new(
+                ErrorKind::Registry,
+                format!(
+                    "the token service of {registry} refused the identity token (HTTP {})",
+                    status.as_u16()
+                ),
+            )));
+        }
+        let (body, _) = read_up_to(&mut resp, MAX_ERROR_BODY).await?;
+        return Err(OciDistributionError::AuthenticationFailure(
+            String::from_utf8_lossy(&body).into_owned(),
+        ));
+    }
+    let (body, whole) = read_up_to(&mut resp, MAX_TOKEN_RESPONSE).await?;
+    if !whole {
+        return Err(ours(Error::limit(format!(
+            "the token service of {registry} answered more than {MAX_TOKEN_RESPONSE} bytes for a token to pull {repository}; the rest is not read"
+        ))));
     }
     #[derive(serde::Deserialize)]
     struct TokenResponse {
@@ -661,21 +901,27 @@ async fn exchange_identity_token(
         access_token: Option<String>,
         #[serde(default)]
         token: Option<String>,
+        #[serde(default)]
+        expires_in: Option<u64>,
     }
-    let parsed: TokenResponse = serde_json::from_str(&text).map_err(|_| {
-        fail(format!(
-            "the token service of {host} answered something that is not a token"
+    let not_a_token = |what: &str| {
+        ours(Error::new(
+            ErrorKind::Registry,
+            format!("the token service of {registry} answered {what}"),
         ))
-    })?;
-    parsed
+    };
+    let parsed: TokenResponse =
+        serde_json::from_slice(&body).map_err(|_| not_a_token("something that is not a token"))?;
+    let lifetime = parsed
+        .expires_in
+        .filter(|&s| s > 0)
+        .map_or(TOKEN_RENEWAL, Duration::from_secs);
+    let token = parsed
         .access_token
         .or(parsed.token)
         .filter(|t| !t.is_empty())
-        .ok_or_else(|| {
-            fail(format!(
-                "the token service of {host} answered without a token"
-            ))
-        })
+        .ok_or_else(|| not_a_token("without a token"))?;
+    Ok((token, lifetime))
 }
 
 #[cfg(test)]
@@ -769,23 +1015,41 @@ mod tests {
         (addr, thread)
     }
 
-    #[test]
-    fn identity_tokens_are_exchanged() {
-        let (addr, server) = fake_token_service();
+    /// Connects to the fake token service of [`fake_token_service_answering`] with
+    /// `credentials`, over plain HTTP and without retries.
+    fn connect_to(addr: &str, credentials: Credentials) -> Result<Session> {
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
             .unwrap();
-        let http = reqwest_client(&[]).unwrap();
-        let access = rt
-            .block_on(exchange_identity_token(
-                &http,
-                "http",
-                &addr,
-                "org/app",
-                "refresh/+tok",
-            ))
-            .unwrap();
+        let reference = ImageReference::parse(&format!("{addr}/org/app:v1")).unwrap();
+        let opts = TransportOptions {
+            plain_http: true,
+            retries: 0,
+            ..TransportOptions::default()
+        };
+        rt.block_on(Session::connect(
+            &reference,
+            &opts,
+            FoundCredentials {
+                credentials,
+                origin: None,
+            },
+        ))
+    }
+
+    #[test]
+    fn identity_tokens_are_exchanged() {
+        let (addr, server) = fake_token_service();
+        let session = connect_to(&addr, Credentials::IdentityToken("refresh/+tok".into())).unwrap();
+        let access = session
+            .token
+            .try_lock()
+            .unwrap()
+            .as_ref()
+            .unwrap()
+            .value
+            .clone();
         assert_eq!(access, "access-123");
         let body = server.join().unwrap();
         assert!(body.contains("grant_type=refresh_token"), "{body}");
@@ -803,19 +1067,18 @@ mod tests {
             r#"{{"access_token":"access-123","padding":"{}"}}"#,
             " ".repeat(2 << 20)
         );
-        let (addr, server) = fake_token_service_answering(json);
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        let http = reqwest_client(&[]).unwrap();
-        let e = rt
-            .block_on(exchange_identity_token(
-                &http, "http", &addr, "org/app", "refresh",
-            ))
-            .unwrap_err();
-        assert!(e.to_string().contains("more than 1048576 bytes"), "{e}");
-        let _ = server.join();
+        for credentials in [
+            Credentials::IdentityToken("refresh".into()),
+            Credentials::Anonymous,
+        ] {
+            let (addr, server) = fake_token_service_answering(json.clone());
+            let e = connect_to(&addr, credentials).err().unwrap();
+            assert_eq!(e.kind(), ErrorKind::LimitExceeded, "{e}");
+            let m = e.to_string();
+            assert!(m.contains("more than 1048576 bytes"), "{m}");
+            assert!(m.contains(&addr) && m.contains("org/app"), "{m}");
+            let _ = server.join();
+        }
     }
 
     #[test]

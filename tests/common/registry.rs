@@ -745,3 +745,170 @@ impl Pusher {
         (digest(&index), digests)
     }
 }
+
+/// The body of a [`Hostile`] server's answer.
+pub enum Body {
+    /// These bytes.
+    Bytes(Vec<u8>),
+    /// `len` spaces, with a `Content-Length` header when `stated`, else until the connection
+    /// closes.
+    Spaces { len: usize, stated: bool },
+}
+
+/// An answer of a [`Hostile`] server: status, extra header lines, body.
+pub struct Answer {
+    pub status: u16,
+    pub headers: Vec<String>,
+    pub body: Body,
+}
+
+impl Answer {
+    /// HTTP 200 with `body`.
+    pub fn ok(body: Body) -> Answer {
+        Answer {
+            status: 200,
+            headers: Vec::new(),
+            body,
+        }
+    }
+}
+
+/// A hand-written HTTP server that answers each request (`GET /path`, its own address) as its
+/// function says, one request per connection, and counts the body bytes it got to send per
+/// path. Stops on drop.
+pub struct Hostile {
+    /// `127.0.0.1:PORT`.
+    pub addr: String,
+    sent: Arc<Mutex<Vec<(String, usize)>>>,
+    /// Connections being served.
+    active: Arc<AtomicUsize>,
+    stop: Arc<AtomicBool>,
+    thread: Option<thread::JoinHandle<()>>,
+}
+
+impl Hostile {
+    /// Starts a server answering with `route(request line, own address)`.
+    pub fn start(route: impl Fn(&str, &str) -> Answer + Send + Sync + 'static) -> Hostile {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        listener.set_nonblocking(true).unwrap();
+        let sent: Arc<Mutex<Vec<(String, usize)>>> = Arc::default();
+        let stop = Arc::new(AtomicBool::new(false));
+        let active = Arc::new(AtomicUsize::new(0));
+        let route = Arc::new(route);
+        let thread = {
+            let (sent, stop, addr, active) =
+                (sent.clone(), stop.clone(), addr.clone(), active.clone());
+            thread::spawn(move || {
+                while !stop.load(Ordering::Relaxed) {
+                    let stream = match listener.accept() {
+                        Ok((s, _)) => s,
+                        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                            thread::sleep(Duration::from_millis(5));
+                            continue;
+                        }
+                        Err(_) => break,
+                    };
+                    let (sent, route, addr) = (sent.clone(), route.clone(), addr.clone());
+                    active.fetch_add(1, Ordering::SeqCst);
+                    let active = active.clone();
+                    thread::spawn(move || {
+                        serve(stream, &*route, &addr, &sent);
+                        active.fetch_sub(1, Ordering::SeqCst);
+                    });
+                }
+            })
+        };
+        Hostile {
+            addr,
+            sent,
+            active,
+            stop,
+            thread: Some(thread),
+        }
+    }
+
+    /// Body bytes sent for requests whose line contains `part`, and how many such requests
+    /// there were, once the connections open have been served (within 10 s).
+    pub fn sent(&self, part: &str) -> (usize, usize) {
+        let started = Instant::now();
+        while self.active.load(Ordering::SeqCst) > 0 && started.elapsed() < Duration::from_secs(10)
+        {
+            thread::sleep(Duration::from_millis(5));
+        }
+        let sent = self.sent.lock().unwrap();
+        let hits: Vec<usize> = sent
+            .iter()
+            .filter(|(l, _)| l.contains(part))
+            .map(|(_, n)| *n)
+            .collect();
+        (hits.iter().sum(), hits.len())
+    }
+}
+
+impl Drop for Hostile {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+fn serve(
+    stream: TcpStream,
+    route: &(dyn Fn(&str, &str) -> Answer + Send + Sync),
+    addr: &str,
+    sent: &Mutex<Vec<(String, usize)>>,
+) {
+    use std::io::BufRead;
+    let mut reader = std::io::BufReader::new(stream.try_clone().unwrap());
+    let mut line = String::new();
+    if reader.read_line(&mut line).is_err() {
+        return;
+    }
+    let line = line.trim_end().to_string();
+    loop {
+        let mut h = String::new();
+        match reader.read_line(&mut h) {
+            Ok(0) | Err(_) => break,
+            Ok(_) if h == "\r\n" || h == "\n" => break,
+            Ok(_) => {}
+        }
+    }
+    let answer = route(&line, addr);
+    let mut head = format!("HTTP/1.1 {} Answer\r\nConnection: close\r\n", answer.status);
+    for h in &answer.headers {
+        head.push_str(h);
+        head.push_str("\r\n");
+    }
+    match &answer.body {
+        Body::Bytes(b) => head.push_str(&format!("Content-Length: {}\r\n", b.len())),
+        Body::Spaces { len, stated: true } => head.push_str(&format!("Content-Length: {len}\r\n")),
+        Body::Spaces { .. } => {}
+    }
+    head.push_str("\r\n");
+    let mut stream = stream;
+    let mut count = 0;
+    if stream.write_all(head.as_bytes()).is_ok() {
+        match &answer.body {
+            Body::Bytes(b) => {
+                if stream.write_all(b).is_ok() {
+                    count = b.len();
+                }
+            }
+            Body::Spaces { len, .. } => {
+                let chunk = vec![b' '; 64 << 10];
+                while count < *len {
+                    let n = chunk.len().min(len - count);
+                    if stream.write_all(&chunk[..n]).is_err() {
+                        break;
+                    }
+                    count += n;
+                }
+            }
+        }
+    }
+    sent.lock().unwrap().push((line, count));
+    let _ = stream.shutdown(Shutdown::Both);
+}
