@@ -17,7 +17,6 @@
 
 mod common;
 
-use std::io::Read;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -49,19 +48,9 @@ fn tar(entries: impl Iterator<Item = (String, tar::EntryType)>) -> Arc<[u8]> {
 
 fn layer(name: &str, bytes: Arc<[u8]>) -> LayerInput {
     let size = bytes.len() as u64;
-    LayerInput {
-        name: name.into(),
-        open: Arc::new(move || {
-            Ok(Box::new(std::io::Cursor::new(bytes.clone())) as Box<dyn Read + Send>)
-        }),
-        blob_digest: None,
-        diff_id: None,
-        size: Some(size),
-        expanded_size: Some(size),
-        report_digests: false,
-        blob_verified: false,
-        file: None,
-    }
+    LayerInput::new(name, move || Ok(std::io::Cursor::new(bytes.clone())))
+        .with_size(size)
+        .with_expanded_size(size)
 }
 
 /// The layers of each shape with `n` elements.

@@ -7,11 +7,13 @@
 //! - `layout` (private): where things go: block allocation, geometry, sizing, directory shape.
 //! - `acl` (private): POSIX ACLs in the generic xattr format, as tar and `listxattr` give them.
 //! - `tree` (private): the in-memory tree of names and inodes.
+//! - `tar` (private): the streaming tar reader, which reads as Go's `archive/tar` does.
 //! - [`builder`]: [`ImageBuilder`], the public way to make an image from entries.
-//! - [`blob`]: digests, compression and the threaded decompressing stream, below both
-//!   [`layer`] and [`source`].
+//! - [`blob`]: blob digests ([`blob::Digest`]) and compressions ([`blob::Compression`]); the
+//!   threaded decompressing stream below both [`layer`] and [`source`] is internal.
 //! - [`oci`]: image indexes, manifests and configs, as layouts and registries serve them.
-//! - [`layer`] and [`source`]: layers applied with OCI whiteout rules, from local sources.
+//! - [`layer`] and [`source`]: layers applied with OCI whiteout rules ([`layer::apply_layers`]),
+//!   from local sources ([`source::plan`]).
 //! - `registry` (feature `registry`, on by default): pulling from registries into a blob
 //!   cache, streaming the layers as they download.
 //! - [`verity`]: dm-verity hash trees appended to an image.
@@ -34,7 +36,7 @@ pub mod oci;
 #[cfg(feature = "registry")]
 pub mod registry;
 pub mod source;
-pub mod tar;
+mod tar;
 mod tree;
 pub mod verity;
 

@@ -86,17 +86,21 @@ fn build(args: BuildArgs, interrupt: &Interrupt) -> Result<(), Failure> {
     let inputs = source::input_paths(args.source.as_deref(), &args.layers);
     let inputs: Vec<&std::path::Path> = inputs.iter().map(|p| p.as_path()).collect();
     oci2ext4::builder::check_destination(&args.image.output, &inputs)?;
-    let plan_options = source::PlanOptions {
-        platform: cli::platform(args.platform.as_deref())?,
-        owner: args.owner.as_deref().map(source::parse_owner).transpose()?,
-        spool_dir: args
-            .image
-            .output
-            .parent()
-            .map(std::path::Path::to_path_buf)
-            .unwrap_or_default(),
-        cancel: Some(cancel),
-    };
+    let mut plan_options = source::PlanOptions::default()
+        .with_spool_dir(
+            args.image
+                .output
+                .parent()
+                .map(std::path::Path::to_path_buf)
+                .unwrap_or_default(),
+        )
+        .with_cancel(cancel);
+    if let Some(platform) = cli::platform(args.platform.as_deref())? {
+        plan_options = plan_options.with_platform(platform);
+    }
+    if let Some((uid, gid)) = args.owner.as_deref().map(source::parse_owner).transpose()? {
+        plan_options = plan_options.with_owner(uid, gid);
+    }
     let plan = source::plan(args.source.as_deref(), &args.layers, &plan_options)?;
     let origin = plan.origin().clone();
     if !args.image.quiet && !args.image.json {
@@ -104,10 +108,7 @@ fn build(args: BuildArgs, interrupt: &Interrupt) -> Result<(), Failure> {
             eprintln!("oci2ext4: note: {}", escape(n));
         }
     }
-    cli::choose_block_size(&args.image, &mut opts, || match &plan {
-        Plan::Layers { layers, .. } => source::estimate_tar_bytes(layers),
-        Plan::Directory { path, .. } => source::directory::estimate_bytes(path),
-    });
+    cli::choose_block_size(&args.image, &mut opts, || plan.estimated_bytes());
     if args.image.per_layer.is_some() {
         let Plan::Layers { layers, .. } = plan else {
             return Err(oci2ext4::Error::invalid(
@@ -138,8 +139,11 @@ fn build(args: BuildArgs, interrupt: &Interrupt) -> Result<(), Failure> {
             (reports?, image_digest)
         }
         Plan::Directory { path, owner, .. } => {
-            source::directory::add_tree(&mut builder, &path, owner)?;
+            source::add_tree(&mut builder, &path, owner)?;
             (Vec::new(), None)
+        }
+        _ => {
+            return Err(oci2ext4::Error::unsupported("a source this command does not know").into())
         }
     };
     let warnings = print_warnings(&args.image, &builder);

@@ -523,7 +523,7 @@ fn devices_fifos_owners_and_xattrs_from_layers() {
 
 #[test]
 fn digests_are_checked() {
-    use oci2ext4::blob::digest::Digest;
+    use oci2ext4::blob::Digest;
     let dir = scratch();
     let mut g = LayerGen::new();
     g.file("f", a(0o644), b"content");

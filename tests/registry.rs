@@ -947,15 +947,10 @@ fn the_library_pulls_too() {
     };
     let s = Scratch::new();
     let out = s.out("lib.ext4");
-    let options = oci2ext4::registry::PullOptions {
-        cache_dir: Some(s.cache()),
-        transport: oci2ext4::registry::TransportOptions {
-            plain_http: true,
-            ..Default::default()
-        },
-        auth_env: Some(oci2ext4::registry::AuthEnv::default()),
-        ..Default::default()
-    };
+    let options = oci2ext4::registry::PullOptions::default()
+        .with_cache_dir(s.cache())
+        .with_transport(oci2ext4::registry::TransportOptions::default().with_plain_http(true))
+        .with_auth_env(oci2ext4::registry::AuthEnv::default());
     let rt = tokio::runtime::Runtime::new().unwrap();
     let summary = rt
         .block_on(oci2ext4::registry::pull(
@@ -979,10 +974,7 @@ fn the_library_pulls_too() {
             &format!("{}/lib/img:v1", reg.addr),
             &out2,
             oci2ext4::BuildOptions::default(),
-            oci2ext4::registry::PullOptions {
-                offline: true,
-                ..options
-            },
+            options.with_offline(true),
             None,
         ))
         .unwrap();

@@ -485,12 +485,7 @@ fn append_checks_its_input_and_stops_when_cancelled() {
         .write(true)
         .open(&path)
         .unwrap();
-    let mut params = HashTreeParams {
-        salt: b"",
-        superblock: false,
-        uuid: None,
-        cancel: None,
-    };
+    let mut params = HashTreeParams::new(b"");
     let e = append(&f, 4095, &params).unwrap_err();
     assert_eq!(e.kind(), oci2ext4::ErrorKind::InvalidArgument, "{e}");
     let stop = AtomicBool::new(true);

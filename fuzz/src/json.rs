@@ -1,14 +1,10 @@
 //! Targets `oci_json` (index, manifest and config documents through `oci` and `source::oci`) and
 //! `docker_manifest` (the `manifest.json` of a `docker save` archive through `source::docker`).
 
-use std::io::Read;
-use std::sync::Arc;
-
-use oci2ext4::blob::digest::Digest;
+use oci2ext4::blob::Digest;
 use oci2ext4::layer::{apply_layers, LayerInput, NoProgress};
 use oci2ext4::oci::{self, media, Config, Descriptor, Index, Manifest, Platform};
-use oci2ext4::source::docker::Archive;
-use oci2ext4::source::oci::resolve;
+use oci2ext4::source::{self, resolve, Plan, PlanOptions, Reading};
 use oci2ext4::{Error, ImageBuilder};
 
 use super::{options, scratch};
@@ -50,17 +46,11 @@ fn lookup<'a>(docs: &[&'a [u8]], d: &Descriptor) -> oci2ext4::Result<&'a [u8]> {
 
 fn layer_input(d: &Descriptor) -> oci2ext4::Result<LayerInput> {
     let digest = Digest::parse(&d.digest)?;
-    Ok(LayerInput {
-        name: oci::short_digest(&d.digest).to_string(),
-        open: Arc::new(|| Ok(Box::new(std::io::empty()) as Box<dyn Read + Send>)),
-        blob_digest: Some(digest),
-        diff_id: None,
-        size: Some(d.size),
-        report_digests: false,
-        expanded_size: None,
-        blob_verified: false,
-        file: None,
-    })
+    Ok(
+        LayerInput::new(oci::short_digest(&d.digest), || Ok(std::io::empty()))
+            .with_blob_digest(digest)
+            .with_size(d.size),
+    )
 }
 
 /// Every string a descriptor holds through the helpers that take strings.
@@ -170,8 +160,9 @@ fn hex(d: &Digest) -> String {
 /// its first NUL byte. After the NUL comes the content of the member `config.json`; without
 /// one, `config.json` is a valid config for one layer. The archive also holds a layer as
 /// `layer/layer.tar` and as `blobs/sha256/<digest>`, and a valid config as `<digest>.json`,
-/// for manifests to point at. The archive is opened and its image resolved with
-/// `Archive::image` for no tag and a few tags; a resolved image is built.
+/// for manifests to point at. The archive is planned with `source::plan` for no tag and a few
+/// tags (which reads it as a docker archive, by its `manifest.json`); a resolved image is
+/// built.
 ///
 /// Checks: no panic; a resolved image builds, or fails with an error rather than a panic.
 pub fn docker_manifest(data: &[u8]) {
@@ -207,16 +198,27 @@ pub fn docker_manifest(data: &[u8]) {
         add(&format!("blobs/sha256/{}", hex(&diff_id)), &layer);
         b.into_inner().expect("finish the archive");
     }
-    let archive = Archive::open(&path).expect("a well-formed archive opens");
-    assert!(archive.is_docker_archive());
+    let plan_options = PlanOptions::default().with_spool_dir(dir.path());
     for reference in [None, Some("latest"), Some("img:latest"), Some("img")] {
-        let Ok(image) = archive.image(reference) else {
+        let source = match reference {
+            Some(r) => format!("{}:{r}", path.display()),
+            None => path.display().to_string(),
+        };
+        let Ok(plan) = source::plan(Some(&source), &[], &plan_options) else {
             continue;
+        };
+        assert_eq!(
+            plan.origin().reading,
+            Reading::DockerArchive,
+            "read by its manifest.json"
+        );
+        let Plan::Layers { layers, .. } = plan else {
+            panic!("an archive planned as a directory");
         };
         let out = dir.path().join("out.ext4");
         let mut builder = ImageBuilder::create(&out, options()).expect("create the builder");
-        let result = apply_layers(&mut builder, image.layers, &mut NoProgress)
-            .and_then(|_| builder.finish());
+        let result =
+            apply_layers(&mut builder, layers, &mut NoProgress).and_then(|_| builder.finish());
         if result.is_err() {
             assert!(!out.exists(), "a failed build left its output");
         }

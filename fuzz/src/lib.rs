@@ -14,7 +14,7 @@ mod json;
 pub mod names;
 mod ops;
 
-use std::io::{Cursor, Read};
+use std::io::Cursor;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -75,19 +75,7 @@ pub(crate) fn listing(dir: &Path) -> Vec<PathBuf> {
 pub(crate) fn memory_layer(name: &str, data: Vec<u8>) -> LayerInput {
     let data: Arc<[u8]> = data.into();
     let size = data.len() as u64;
-    LayerInput {
-        name: name.to_string(),
-        open: Arc::new(move || {
-            Ok(Box::new(Cursor::new(ArcBytes(data.clone()))) as Box<dyn Read + Send>)
-        }),
-        blob_digest: None,
-        diff_id: None,
-        size: Some(size),
-        report_digests: false,
-        expanded_size: None,
-        blob_verified: false,
-        file: None,
-    }
+    LayerInput::new(name, move || Ok(Cursor::new(ArcBytes(data.clone())))).with_size(size)
 }
 
 /// Shared bytes as a `Cursor` source.
@@ -115,7 +103,7 @@ pub fn layer(data: &[u8]) {
         .expect("create the builder");
     let mut input = memory_layer("fuzz layer", data.to_vec());
     // The blob digest is right: the check runs, and a failure to parse is not blamed on it.
-    input.blob_digest = Some(oci2ext4::blob::digest::Digest::of(data));
+    input.blob_digest = Some(oci2ext4::blob::Digest::of(data));
     let result =
         apply_layers(&mut builder, vec![input], &mut NoProgress).and_then(|_| builder.finish());
     match result {

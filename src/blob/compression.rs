@@ -143,7 +143,8 @@ pub fn expanded_size_of(path: &std::path::Path) -> Option<u64> {
 }
 
 /// An estimate of the uncompressed size of a blob of `size` bytes of the OCI or Docker media
-/// type `media_type`.
+/// type `media_type` (for registry layers, which are sized before they download).
+#[cfg(feature = "registry")]
 pub fn estimate_expanded_by_type(media_type: &str, size: u64) -> u64 {
     if media_type.contains("gzip") || media_type.contains("zstd") {
         size.saturating_mul(TYPICAL_RATIO)

@@ -91,11 +91,6 @@ impl<R> HashingReader<R> {
             self.count,
         )
     }
-
-    /// Bytes passed so far.
-    pub fn count(&self) -> u64 {
-        self.count
-    }
 }
 
 impl<R: Read> Read for HashingReader<R> {

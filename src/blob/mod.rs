@@ -3,6 +3,10 @@
 //! [`crate::layer`] (which applies layers) and [`crate::source`] (which finds them), so the
 //! dependencies run one way: `source` → `layer` → `blob`.
 
-pub mod compression;
-pub mod digest;
-pub mod stream;
+pub(crate) mod compression;
+pub(crate) mod digest;
+pub(crate) mod stream;
+
+pub use compression::Compression;
+pub use digest::Digest;
+pub use stream::Opener;

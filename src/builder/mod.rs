@@ -111,7 +111,7 @@ pub struct ImageBuilder {
 }
 
 /// Whether ext4 can store an extended attribute of this name (its namespace has a name index).
-pub fn storable_xattr(name: &[u8]) -> bool {
+pub(crate) fn storable_xattr(name: &[u8]) -> bool {
     xattr::split_name(name).is_some()
 }
 

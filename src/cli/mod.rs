@@ -314,26 +314,36 @@ pub fn pull_options(
         (None, true) => return Err(usage("--password-stdin needs --username")),
         (None, false) => None,
     };
-    Ok(PullOptions {
-        platform: platform(args.platform.as_deref())?.unwrap_or_else(oci2ext4::oci::Platform::host),
-        cache_dir: args.cache_dir.clone(),
-        offline: args.offline,
-        credentials,
-        auth_env: args.authfile.clone().map(|f| oci2ext4::registry::AuthEnv {
-            auth_file: Some(f),
-            ..oci2ext4::registry::AuthEnv::from_process()
-        }),
-        transport: TransportOptions {
-            plain_http: args.plain_http,
-            insecure_registries: args.insecure_registries.clone(),
-            ca_certs: args.ca_certs.clone(),
-            retries: args.retries,
-            layer_timeout: std::time::Duration::from_secs(args.layer_timeout),
-        },
-        concurrency: usize::from(args.concurrency),
-        cancel: Some(cancel),
-        max_blob_size: args.image.max_size,
-    })
+    let mut transport = TransportOptions::default()
+        .with_plain_http(args.plain_http)
+        .with_retries(args.retries)
+        .with_layer_timeout(std::time::Duration::from_secs(args.layer_timeout));
+    for r in &args.insecure_registries {
+        transport = transport.with_insecure_registry(r.clone());
+    }
+    for c in &args.ca_certs {
+        transport = transport.with_ca_cert(c.clone());
+    }
+    let mut options = PullOptions::default()
+        .with_platform(
+            platform(args.platform.as_deref())?.unwrap_or_else(oci2ext4::oci::Platform::host),
+        )
+        .with_offline(args.offline)
+        .with_transport(transport)
+        .with_concurrency(usize::from(args.concurrency))
+        .with_cancel(cancel)
+        .with_max_blob_size(args.image.max_size);
+    if let Some(dir) = &args.cache_dir {
+        options = options.with_cache_dir(dir.clone());
+    }
+    if let Some(c) = credentials {
+        options = options.with_credentials(c);
+    }
+    if let Some(f) = &args.authfile {
+        options = options
+            .with_auth_env(oci2ext4::registry::AuthEnv::from_process().with_auth_file(f.clone()));
+    }
+    Ok(options)
 }
 
 /// The platform `--platform` names, if it is given (`None` means the host's).

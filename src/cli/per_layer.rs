@@ -21,12 +21,9 @@ pub fn run(
         "user" => OverlayXattr::User,
         _ => OverlayXattr::Trusted,
     };
-    let opts = PerLayerOptions {
-        dir: dir.clone(),
-        manifest: args.output.clone(),
-        build,
-        xattr,
-    };
+    let opts = PerLayerOptions::new(dir.clone(), args.output.clone())
+        .with_build(build)
+        .with_xattr(xattr);
     let summary = build_per_layer(layers, &opts, progress)?;
     if !args.quiet {
         for w in &summary.warnings {

@@ -41,6 +41,7 @@ pub const WHITEOUT_META_PREFIX: &[u8] = b".wh..wh.";
 
 /// Counts for one applied layer.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct LayerStats {
     /// Entries read from the tar (whiteouts included).
     pub entries: u64,

@@ -56,6 +56,7 @@ impl OverlayXattr {
 
 /// How to build per-layer images.
 #[derive(Clone, Debug)]
+#[non_exhaustive]
 pub struct PerLayerOptions {
     /// The directory the layer images go to (created when missing).
     pub dir: PathBuf,
@@ -67,8 +68,34 @@ pub struct PerLayerOptions {
     pub xattr: OverlayXattr,
 }
 
+impl PerLayerOptions {
+    /// Layer images in `dir`, their manifest at `manifest`, with default build options and
+    /// `trusted.overlay.*` attributes.
+    pub fn new(dir: impl Into<PathBuf>, manifest: impl Into<PathBuf>) -> Self {
+        PerLayerOptions {
+            dir: dir.into(),
+            manifest: manifest.into(),
+            build: BuildOptions::default(),
+            xattr: OverlayXattr::default(),
+        }
+    }
+
+    /// Builds every layer image with `build`.
+    pub fn with_build(mut self, build: BuildOptions) -> Self {
+        self.build = build;
+        self
+    }
+
+    /// Writes overlayfs attributes in the `xattr` namespace.
+    pub fn with_xattr(mut self, xattr: OverlayXattr) -> Self {
+        self.xattr = xattr;
+        self
+    }
+}
+
 /// One layer's image.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct PerLayerImage {
     /// The layer's `diff_id` (`sha256:<hex>`).
     pub diff_id: String,
@@ -87,6 +114,7 @@ pub struct PerLayerImage {
 /// ROOT_HASH --hash-offset=... --salt=... --data-blocks=...`, `--no-superblock` unless
 /// `superblock`).
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct LayerVerity {
     /// The root hash, in hex.
     pub root_hash: String,
@@ -102,6 +130,7 @@ pub struct LayerVerity {
 
 /// What a per-layer build produced.
 #[derive(Clone, Debug)]
+#[non_exhaustive]
 pub struct PerLayerSummary {
     /// The layer images, base first.
     pub layers: Vec<PerLayerImage>,

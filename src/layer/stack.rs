@@ -1,5 +1,6 @@
 //! Applying layers in order, each streamed, decompressed and verified against its digests.
 
+use std::io::Read;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
@@ -10,7 +11,22 @@ use crate::blob::stream::{self, Hashing, Opener};
 use crate::builder::ImageBuilder;
 use crate::error::{Error, ErrorKind, Result};
 
-/// One layer to apply.
+/// One layer to apply: a name for messages, a way to open its blob, and what is known of it.
+///
+/// Made with [`LayerInput::new`] (or [`crate::source::file_layer`] for a file), then the
+/// `with_*` methods for digests to check and sizes known:
+///
+/// ```
+/// use oci2ext4::layer::LayerInput;
+/// use std::sync::Arc;
+///
+/// let tar: Arc<[u8]> = Arc::from(&[0u8; 1024][..]); // an empty tar: two zero blocks
+/// let layer = LayerInput::new("empty", move || Ok(std::io::Cursor::new(tar.clone())))
+///     .with_size(1024)
+///     .with_report_digests(true);
+/// assert_eq!(layer.size, Some(1024));
+/// ```
+#[non_exhaustive]
 pub struct LayerInput {
     /// A name for messages: the file, or the layer's position and digest.
     pub name: String,
@@ -37,8 +53,83 @@ pub struct LayerInput {
     pub file: Option<std::path::PathBuf>,
 }
 
+impl LayerInput {
+    /// A layer named `name` whose blob (a tar, plain or compressed) `open` opens; `open` is
+    /// called on the layer's own thread, once, or again to report a digest mismatch. Nothing
+    /// is checked and no size is known until the `with_*` methods say otherwise.
+    pub fn new<R, F>(name: impl Into<String>, open: F) -> Self
+    where
+        R: Read + Send + 'static,
+        F: Fn() -> Result<R> + Send + Sync + 'static,
+    {
+        Self::from_opener(
+            name,
+            Arc::new(move || Ok(Box::new(open()?) as Box<dyn Read + Send>)),
+        )
+    }
+
+    /// A layer named `name` whose blob `open` opens, as [`LayerInput::new`].
+    pub fn from_opener(name: impl Into<String>, open: Opener) -> Self {
+        LayerInput {
+            name: name.into(),
+            open,
+            blob_digest: None,
+            diff_id: None,
+            size: None,
+            expanded_size: None,
+            report_digests: false,
+            blob_verified: false,
+            file: None,
+        }
+    }
+
+    /// Checks the blob against `digest`.
+    pub fn with_blob_digest(mut self, digest: Digest) -> Self {
+        self.blob_digest = Some(digest);
+        self
+    }
+
+    /// Checks the uncompressed tar against `digest` (the config's `diff_id`).
+    pub fn with_diff_id(mut self, digest: Digest) -> Self {
+        self.diff_id = Some(digest);
+        self
+    }
+
+    /// The blob's size in bytes, for progress.
+    pub fn with_size(mut self, size: u64) -> Self {
+        self.size = Some(size);
+        self
+    }
+
+    /// The uncompressed tar's size in bytes, when known cheaply; used to choose a block size.
+    pub fn with_expanded_size(mut self, size: u64) -> Self {
+        self.expanded_size = Some(size);
+        self
+    }
+
+    /// Computes both digests even when none is to be checked, to report them.
+    pub fn with_report_digests(mut self, report: bool) -> Self {
+        self.report_digests = report;
+        self
+    }
+
+    /// Says that the stream `open` returns checks the blob digest itself (see
+    /// [`LayerInput::blob_verified`]).
+    pub fn with_blob_verified(mut self, verified: bool) -> Self {
+        self.blob_verified = verified;
+        self
+    }
+
+    /// The blob is the regular file `path` (see [`LayerInput::file`]).
+    pub fn with_file(mut self, path: impl Into<std::path::PathBuf>) -> Self {
+        self.file = Some(path.into());
+        self
+    }
+}
+
 /// What applying one layer found.
 #[derive(Clone, Debug)]
+#[non_exhaustive]
 pub struct LayerReport {
     /// The layer's name.
     pub name: String,

@@ -34,6 +34,7 @@ const DOCKER_HUB_KEY: &str = "https://index.docker.io/v1/";
 
 /// How to authenticate to a registry.
 #[derive(Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Credentials {
     /// No credentials: anonymous access (a registry may still hand out an anonymous token).
     #[default]
@@ -71,6 +72,7 @@ pub struct FoundCredentials {
 
 /// The environment that decides where credentials are looked for.
 #[derive(Clone, Debug, Default)]
+#[non_exhaustive]
 pub struct AuthEnv {
     /// `$HOME`.
     pub home: Option<PathBuf>,

@@ -28,6 +28,7 @@ use super::transport::{Session, TransportOptions};
 
 /// What to pull and how.
 #[derive(Clone, Debug)]
+#[non_exhaustive]
 pub struct PullOptions {
     /// The platform to pick from an image index (default: the host's, [`Platform::host`]).
     pub platform: Platform,
@@ -85,6 +86,7 @@ impl LayerDownload {
 
 /// What a pull fetched.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct PullStats {
     /// Blobs (layers and config) downloaded.
     pub blobs_downloaded: usize,
@@ -102,6 +104,7 @@ struct Counters {
 }
 
 /// An image resolved to its layers, whose downloads are under way.
+#[non_exhaustive]
 pub struct PulledImage {
     /// The reference, fully qualified.
     pub reference: ImageReference,
@@ -123,6 +126,7 @@ pub struct PulledImage {
 
 /// What [`pull`] made.
 #[derive(Debug)]
+#[non_exhaustive]
 pub struct PullSummary {
     /// The reference, fully qualified.
     pub reference: ImageReference,
@@ -260,18 +264,13 @@ impl Puller {
                 expanded_size.unwrap_or_else(|| estimate_expanded_by_type(&d.media_type, d.size)),
             );
             let opener = slot.clone();
-            Ok(LayerInput {
-                name: String::new(),
-                open: Arc::new(move || opener.open()),
-                blob_digest: Some(digest),
-                diff_id: None,
-                size: Some(d.size),
-                expanded_size,
-                report_digests: false,
+            let mut input = LayerInput::from_opener(String::new(), Arc::new(move || opener.open()))
+                .with_blob_digest(digest)
+                .with_size(d.size)
                 // A download checks its digest before its stream ends; a cached blob is hashed here.
-                blob_verified: !slot.cached(),
-                file: None,
-            })
+                .with_blob_verified(!slot.cached());
+            input.expanded_size = expanded_size;
+            Ok(input)
         })?;
         if self.options.offline {
             if let Some(m) = missing {
@@ -563,8 +562,8 @@ impl Context<'_> {
 impl PulledImage {
     /// An estimate of the bytes of uncompressed tar in the layers, for choosing a block size
     /// before anything is downloaded: cached blobs are read for their stated size, the others
-    /// estimated from their sizes and media types
-    /// ([`crate::blob::compression::estimate_expanded_by_type`]).
+    /// estimated from their sizes and media types (a compressed layer at three times its size,
+    /// a plain one at its size).
     pub fn estimated_tar_bytes(&self) -> u64 {
         self.tar_bytes
     }

@@ -39,6 +39,7 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// How registries are reached.
 #[derive(Clone, Debug)]
+#[non_exhaustive]
 pub struct TransportOptions {
     /// Use plain HTTP for every registry.
     pub plain_http: bool,

@@ -2,7 +2,6 @@
 //! layer (older Docker: `<id>/layer.tar`; Docker 25 and later: an OCI layout's
 //! `blobs/sha256/<hex>`).
 
-use std::path::Path;
 use std::sync::Arc;
 
 use serde::Deserialize;
@@ -43,21 +42,9 @@ fn named_digest(name: &str) -> Option<Digest> {
 }
 
 impl Archive {
-    /// Indexes the archive's members (reading headers only, seeking over data).
-    pub fn open(path: &Path) -> Result<Self> {
-        Ok(Archive {
-            index: TarIndex::open(path, None)?,
-        })
-    }
-
     /// The archive read from an index made already.
     pub fn from_index(index: Arc<TarIndex>) -> Self {
         Archive { index }
-    }
-
-    /// Whether the archive looks like `docker save` output.
-    pub fn is_docker_archive(&self) -> bool {
-        self.index.has("manifest.json")
     }
 
     /// The image `reference` names (a tag such as `alpine:3.20` or `3.20`), or the only one.
@@ -107,17 +94,12 @@ impl Archive {
                 .index
                 .member(name)
                 .map_err(|e| e.with_layer(&layer_name))?;
-            layers.push(LayerInput {
-                name: layer_name,
-                open,
-                blob_digest: named_digest(name),
-                diff_id: Some(Digest::parse(diff_id)?),
-                size: Some(size),
-                expanded_size,
-                report_digests: false,
-                blob_verified: false,
-                file: None,
-            });
+            let mut input = LayerInput::from_opener(layer_name, open)
+                .with_diff_id(Digest::parse(diff_id)?)
+                .with_size(size);
+            input.blob_digest = named_digest(name);
+            input.expanded_size = expanded_size;
+            layers.push(input);
         }
         Ok(Image {
             manifest_digest: format!("{}", Digest::of(&config_data)),

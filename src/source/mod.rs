@@ -2,14 +2,17 @@
 //! filesystem tars (files or streams), loose layer files and host directories; compressed or
 //! not, with their digests checked. Tars are recognised by their content.
 
-pub mod archive;
-pub mod directory;
-pub mod docker;
-pub mod oci;
-pub mod sniff;
+pub(crate) mod archive;
+pub(crate) mod directory;
+pub(crate) mod docker;
+pub(crate) mod oci;
+pub(crate) mod sniff;
+
+pub use directory::add_tree;
+pub use oci::{resolve, Image};
 
 use std::fs::File;
-use std::io::{BufReader, Read, Seek};
+use std::io::{BufReader, Seek};
 use std::path::{Path, PathBuf};
 
 use crate::blob::compression;
@@ -17,7 +20,27 @@ use crate::error::{Error, Result};
 use crate::layer::LayerInput;
 use crate::oci::Platform;
 
-/// What to build from.
+/// What to build from, as [`plan`] decides it.
+///
+/// ```no_run
+/// use oci2ext4::layer::{apply_layers, NoProgress};
+/// use oci2ext4::source::{self, Plan, PlanOptions};
+/// use oci2ext4::{BuildOptions, ImageBuilder};
+///
+/// # fn main() -> oci2ext4::Result<()> {
+/// let plan = source::plan(Some("alpine.tar:3.20"), &[], &PlanOptions::default())?;
+/// let mut image = ImageBuilder::create("rootfs.ext4", BuildOptions::default())?;
+/// match plan {
+///     Plan::Layers { layers, .. } => {
+///         apply_layers(&mut image, layers, &mut NoProgress)?;
+///     }
+///     Plan::Directory { path, owner, .. } => source::add_tree(&mut image, &path, owner)?,
+///     _ => unreachable!("no other plans yet"),
+/// }
+/// image.finish()?;
+/// # Ok(()) }
+/// ```
+#[non_exhaustive]
 pub enum Plan {
     /// Layers to apply in order.
     Layers {
@@ -47,26 +70,18 @@ pub fn file_layer(path: &Path) -> LayerInput {
         .ok()
         .filter(|m| m.is_file())
         .map(|m| m.len());
-    LayerInput {
-        name: path.display().to_string(),
-        open: std::sync::Arc::new(move || {
-            let f =
-                File::open(&p).map_err(|e| Error::io(format!("cannot open {}", p.display()), e))?;
-            Ok(Box::new(f) as Box<dyn Read + Send>)
-        }),
-        blob_digest: None,
-        diff_id: None,
-        size,
-        expanded_size: compression::expanded_size_of(path),
-        report_digests: false,
-        blob_verified: false,
-        file: size.is_some().then(|| path.to_path_buf()),
-    }
+    let mut input = LayerInput::new(path.display().to_string(), move || {
+        File::open(&p).map_err(|e| Error::io(format!("cannot open {}", p.display()), e))
+    });
+    input.size = size;
+    input.expanded_size = compression::expanded_size_of(path);
+    input.file = size.is_some().then(|| path.to_path_buf());
+    input
 }
 
 /// An estimate of the bytes of uncompressed tar `layers` hold, for choosing a block size before
 /// any layer is read: each layer's `expanded_size`, or else its blob size times
-/// [`compression::TYPICAL_RATIO`]; a layer of unknown size (a pipe) counts nothing.
+/// the typical compression ratio (3); a layer of unknown size (a pipe) counts nothing.
 pub fn estimate_tar_bytes(layers: &[LayerInput]) -> u64 {
     layers
         .iter()
@@ -121,6 +136,7 @@ fn split_reference(source: &str, exists: impl Fn(&str) -> bool) -> Option<(&str,
 
 /// How a source was read.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Reading {
     /// An OCI image layout directory.
     OciLayout,
@@ -165,6 +181,7 @@ impl Reading {
 
 /// What a plan says of its source.
 #[derive(Clone, Debug)]
+#[non_exhaustive]
 pub struct Origin {
     /// How the source was read.
     pub reading: Reading,
@@ -185,8 +202,20 @@ impl Origin {
     }
 }
 
-/// How to plan: what to pick from an image, and where temporary files may go.
+/// How to plan: what to pick from an image, and where temporary files may go. The default
+/// picks the host's platform and spools to the current directory.
+///
+/// ```
+/// use oci2ext4::oci::Platform;
+/// use oci2ext4::source::PlanOptions;
+///
+/// let options = PlanOptions::default()
+///     .with_platform(Platform::parse("linux/arm64")?)
+///     .with_spool_dir("/var/tmp");
+/// # Ok::<(), oci2ext4::Error>(())
+/// ```
 #[derive(Clone, Debug, Default)]
+#[non_exhaustive]
 pub struct PlanOptions {
     /// The platform to pick from an image index; `None` for the host's
     /// ([`Platform::host`]).
@@ -200,6 +229,32 @@ pub struct PlanOptions {
     pub cancel: Option<std::sync::Arc<std::sync::atomic::AtomicBool>>,
 }
 
+impl PlanOptions {
+    /// Picks `platform` from an image index instead of the host's.
+    pub fn with_platform(mut self, platform: Platform) -> Self {
+        self.platform = Some(platform);
+        self
+    }
+
+    /// Forces `uid:gid` on every entry of a directory source.
+    pub fn with_owner(mut self, uid: u32, gid: u32) -> Self {
+        self.owner = Some((uid, gid));
+        self
+    }
+
+    /// Spools image archives that arrive as streams into `dir`.
+    pub fn with_spool_dir(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.spool_dir = dir.into();
+        self
+    }
+
+    /// Stops spooling when `flag` is set.
+    pub fn with_cancel(mut self, flag: std::sync::Arc<std::sync::atomic::AtomicBool>) -> Self {
+        self.cancel = Some(flag);
+        self
+    }
+}
+
 /// The source name that means standard input.
 pub const STDIN: &str = "-";
 
@@ -209,8 +264,11 @@ pub const STDIN: &str = "-";
 /// it a docker archive, `oci-layout` and `index.json` an OCI archive (a tar that has both, as
 /// Docker 25 and later write, is read by `manifest.json`, or by `index.json` for a
 /// `@sha256:` reference); anything else is a root filesystem tar. A regular file is indexed
-/// in place; a compressed file, standard input (`-`) or another stream is read as described in
-/// [`sniff`].
+/// in place. A compressed file is decompressed as far as its first member that no image
+/// archive has: then it is a root filesystem tar, read again from its start; else it is an
+/// image archive, decompressed to a temporary file in [`PlanOptions::spool_dir`]. Standard
+/// input (`-`) and other streams are read once: a root filesystem tar is built from the bytes
+/// read so far followed by the rest of the stream, an image archive is spooled whole.
 pub fn plan(source: Option<&str>, layers: &[PathBuf], options: &PlanOptions) -> Result<Plan> {
     if !layers.is_empty() {
         if source.is_some() {
@@ -343,18 +401,7 @@ fn from_stream(
     )? {
         sniff::Sniffed::Rootfs { replay } => {
             let open = replay.ok_or_else(|| Error::invalid("a stream without its bytes"))?;
-            let layer = LayerInput {
-                name: name.to_string(),
-                open,
-                blob_digest: None,
-                diff_id: None,
-                size: None,
-                expanded_size: None,
-                report_digests: false,
-                blob_verified: false,
-                file: None,
-            };
-            rootfs_plan(vec![layer], reference)
+            rootfs_plan(vec![LayerInput::from_opener(name, open)], reference)
         }
         sniff::Sniffed::Archive { tar, .. } => spooled_plan(
             tar,
@@ -503,6 +550,16 @@ impl Plan {
     pub fn origin(&self) -> &Origin {
         match self {
             Plan::Layers { origin, .. } | Plan::Directory { origin, .. } => origin,
+        }
+    }
+
+    /// An estimate of the bytes the plan's content takes, for choosing a block size before
+    /// anything is read: [`estimate_tar_bytes`] of its layers, or the sizes of a directory's
+    /// files.
+    pub fn estimated_bytes(&self) -> u64 {
+        match self {
+            Plan::Layers { layers, .. } => estimate_tar_bytes(layers),
+            Plan::Directory { path, .. } => directory::estimate_bytes(path),
         }
     }
 

@@ -153,17 +153,11 @@ impl Layout {
                 (open, expanded)
             }
         };
-        Ok(LayerInput {
-            name: format!("layer {}", &d.digest),
-            open,
-            blob_digest: Some(digest),
-            diff_id: None,
-            size: Some(d.size),
-            expanded_size,
-            report_digests: false,
-            blob_verified: false,
-            file: None,
-        })
+        let mut input = LayerInput::from_opener(format!("layer {}", &d.digest), open)
+            .with_blob_digest(digest)
+            .with_size(d.size);
+        input.expanded_size = expanded_size;
+        Ok(input)
     }
 
     /// Resolves `reference` (a tag, a `sha256:` digest, or nothing when there is one image) and

@@ -123,8 +123,6 @@ pub struct Entry {
     pub dev_minor: u32,
     /// Extended attributes.
     pub xattrs: Vec<Xattr>,
-    /// Byte offset of the entry's first header in the stream.
-    pub offset: u64,
 }
 
 /// Reads entries from a tar stream.
@@ -641,7 +639,6 @@ impl<R: Read> TarReader<R> {
             data_size: self.remaining,
             sparse,
             xattrs: o.xattrs,
-            offset,
             path,
         })
     }
@@ -840,3 +837,9 @@ impl<R: Read> Read for EntryData<'_, R> {
 
 #[cfg(test)]
 mod tests;
+// Tar archives written byte by byte, shared with the integration tests.
+#[cfg(test)]
+mod conformance;
+#[cfg(test)]
+#[path = "../../tests/common/raw_tar.rs"]
+mod raw_tar;

@@ -51,8 +51,29 @@ pub struct VerityOptions {
     pub uuid: Option<[u8; 16]>,
 }
 
+impl VerityOptions {
+    /// Uses `salt` (at most [`VERITY_MAX_SALT`] bytes; empty for none) instead of a derived one.
+    pub fn with_salt(mut self, salt: impl Into<Vec<u8>>) -> Self {
+        self.salt = Some(salt.into());
+        self
+    }
+
+    /// Writes veritysetup's superblock before the tree, or not.
+    pub fn with_superblock(mut self, superblock: bool) -> Self {
+        self.superblock = superblock;
+        self
+    }
+
+    /// Puts `uuid` in the superblock instead of one derived from the root hash.
+    pub fn with_uuid(mut self, uuid: [u8; 16]) -> Self {
+        self.uuid = Some(uuid);
+        self
+    }
+}
+
 /// Parameters of [`append`].
 #[derive(Clone, Copy, Debug)]
+#[non_exhaustive]
 pub struct HashTreeParams<'a> {
     /// The salt, at most [`VERITY_MAX_SALT`] bytes.
     pub salt: &'a [u8],
@@ -62,6 +83,18 @@ pub struct HashTreeParams<'a> {
     pub uuid: Option<[u8; 16]>,
     /// When set to true, [`append`] stops with [`crate::ErrorKind::Cancelled`].
     pub cancel: Option<&'a AtomicBool>,
+}
+
+impl<'a> HashTreeParams<'a> {
+    /// A tree salted with `salt`, without a superblock, its UUID derived, not cancellable.
+    pub fn new(salt: &'a [u8]) -> Self {
+        HashTreeParams {
+            salt,
+            superblock: false,
+            uuid: None,
+            cancel: None,
+        }
+    }
 }
 
 /// The hash tree that was appended, and how to use it.

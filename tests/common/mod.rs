@@ -7,6 +7,7 @@
 pub mod layers;
 pub mod model;
 pub mod oci;
+pub mod raw_tar;
 #[cfg(feature = "registry")]
 pub mod registry;
 pub mod tars;
