@@ -387,3 +387,58 @@ fn help_is_wrapped_and_has_environment_and_exit_sections() {
         assert_eq!(rows, 11);
     }
 }
+
+/// A machine with no CA certificates at all (an empty chroot, a scratch container) gets an
+/// error that says so, not a panic, whether or not `--ca-cert` is given. The HTTP client is set
+/// up before any connection, so the registry address need not answer.
+#[cfg(feature = "registry")]
+#[test]
+fn a_system_without_ca_certificates_is_an_error_not_a_panic() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("x.ext4");
+    let missing = dir.path().join("no-such-ca-file");
+    let missing = missing.to_str().unwrap();
+    let env = [("SSL_CERT_FILE", missing), ("SSL_CERT_DIR", missing)];
+    let ca = dir.path().join("ca.pem");
+    // Any PEM certificate will do: it is only parsed, never used for a handshake.
+    std::fs::write(&ca, SELF_SIGNED_PEM).unwrap();
+    for extra in [&[][..], &["--ca-cert", ca.to_str().unwrap()][..]] {
+        let mut args = vec![
+            "pull",
+            "localhost:1/none:latest",
+            "-o",
+            out.to_str().unwrap(),
+        ];
+        args.extend_from_slice(extra);
+        let o = run_env(&args, &env);
+        let err = text(&o.stderr);
+        assert!(!err.contains("panicked"), "{args:?}: {err}");
+        assert_eq!(o.status.code(), Some(8), "{args:?}: {err}");
+        assert!(err.contains("SSL_CERT_FILE"), "{args:?}: {err}");
+        assert!(!out.exists());
+    }
+}
+
+/// A self-signed certificate for `localhost` (`openssl req -x509 -newkey rsa:2048 -nodes`).
+#[cfg(feature = "registry")]
+const SELF_SIGNED_PEM: &str = "\
+-----BEGIN CERTIFICATE-----\n\
+MIIDCTCCAfGgAwIBAgIUBYqrlkUE6oGwzG9yvIPJdBkGpsswDQYJKoZIhvcNAQEL\n\
+BQAwFDESMBAGA1UEAwwJbG9jYWxob3N0MB4XDTI2MTIwNTA3MjI0MFoXDTI2MTIw\n\
+NjA3MjI0MFowFDESMBAGA1UEAwwJbG9jYWxob3N0MIIBIjANBgkqhkiG9w0BAQEF\n\
+AAOCAQ8AMIIBCgKCAQEAkaAGqX1DzeMxTPpfZxo1WZnt2rPLxjw76l7d3hV2QVgo\n\
+5t/Xw93ks50Q07z3HAWyqd+z0kRrMDtGOnGMHhmxVEgF2SofAeUQAL50+gLidsLU\n\
+T+bKdON/wy3fB1gY3xH2oVmlryJPuJCOMH16O68YtBNgZjewqQwTA+HKDrK2RtM1\n\
+INemvMf792NPw2jGsCcKqSiIt+J0tHmnO1TS+9FnbZup9q3dWNTanHkk2cirsiAM\n\
+5KXEJc+1uYIn3w9pa6wzmt1msm/8uuAAf9kuq22ps8KQYiO6tuDQ/Ph5p2SmbkQO\n\
+Y0s1jIY/YAz3HxG8suCF/IFQNUAKDFUe9RPDXqmhuQIDAQABo1MwUTAdBgNVHQ4E\n\
+FgQU3eg5vpGUYiUAhevFMFRnGRdbtYYwHwYDVR0jBBgwFoAU3eg5vpGUYiUAhevF\n\
+MFRnGRdbtYYwDwYDVR0TAQH/BAUwAwEB/zANBgkqhkiG9w0BAQsFAAOCAQEATT/6\n\
+3GHz2LczrjroYdzosb3AXWIIemQHgKEQDzvoZ2ouHY+n8OU4/MdKJlNsSxD4TsA3\n\
+K2zn+p9Xp4Bv71hwQsLe3NUgCTvmTGr62u19rcBgzi4n6vPHMyXopockJ+Ap1p2P\n\
+xgo9gbDYLbjAldiYxQQskjRCppODKPzqShlxhKvynRylFgQ6chYJg1mF+y96whYm\n\
+g7YHoQv3m4yFy1u4G1+c01W/AxKgCi7ncferitEJRRich/9hNyZaa4Z97qDU8ygy\n\
+Kw9cHzU+yZdvg3P3B5iGlx2FkbmPvd48OgqdOL2LxIP8It2hYeuJyVFB3kys3kjf\n\
+N170BlhONjTpZxkT7g==\n\
+-----END CERTIFICATE-----\n\
+";

@@ -231,6 +231,13 @@ fn make_client(
         platform_resolver: None,
         ..ClientConfig::default()
     };
+    // oci-client fills the rest of its client with defaults, one of which is an HTTP client
+    // built with the system's CA certificates only; reqwest panics when there are none (an
+    // empty chroot, a scratch container), even where --ca-cert gives roots. Build that default
+    // first, as an error that says what is missing.
+    reqwest::Client::builder()
+        .build()
+        .map_err(|e| http_client_error(&e))?;
     Client::try_from(config).map_err(|e| {
         Error::new(
             ErrorKind::Registry,
@@ -259,12 +266,22 @@ fn reqwest_client(certs: &[Certificate]) -> Result<reqwest::Client> {
         .timeout(READ_TIMEOUT)
         .user_agent(concat!("oci2ext4/", env!("CARGO_PKG_VERSION")))
         .build()
-        .map_err(|e| {
-            Error::new(
-                ErrorKind::Registry,
-                format!("cannot set up the HTTP client: {}", root_cause(&e)),
-            )
-        })
+        .map_err(|e| http_client_error(&e))
+}
+
+/// Why an HTTP client could not be built; in practice, a system without CA certificates.
+fn http_client_error(e: &reqwest::Error) -> Error {
+    let cause = root_cause(e);
+    let hint = if cause.contains("CA certificates") {
+        " (no usable CA certificates on this system: install them, e.g. the ca-certificates \
+         package, or point SSL_CERT_FILE at a PEM file of CA certificates)"
+    } else {
+        ""
+    };
+    Error::new(
+        ErrorKind::Registry,
+        format!("cannot set up the HTTP client: {cause}{hint}"),
+    )
 }
 
 /// Percent-encodes a form value.
