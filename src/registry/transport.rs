@@ -231,13 +231,6 @@ fn make_client(
         platform_resolver: None,
         ..ClientConfig::default()
     };
-    // oci-client fills the rest of its client with defaults, one of which is an HTTP client
-    // built with the system's CA certificates only; reqwest panics when there are none (an
-    // empty chroot, a scratch container), even where --ca-cert gives roots. Build that default
-    // first, as an error that says what is missing.
-    reqwest::Client::builder()
-        .build()
-        .map_err(|e| http_client_error(&e))?;
     Client::try_from(config).map_err(|e| {
         Error::new(
             ErrorKind::Registry,
@@ -343,6 +336,13 @@ impl Session {
         } else {
             vec![ClientProtocol::Https]
         };
+        // oci-client fills the rest of its client with defaults, one of which is an HTTP
+        // client built with the system's CA certificates only; reqwest panics when there are
+        // none (an empty chroot, a scratch container), even where --ca-cert gives roots. Build
+        // that default once first, so that its failure is an error that says what is missing.
+        reqwest::Client::builder()
+            .build()
+            .map_err(|e| http_client_error(&e))?;
         let http = reqwest_client(&certs)?;
         let mut last_err = None;
         for (i, protocol) in protocols.iter().enumerate() {
@@ -534,7 +534,7 @@ impl Session {
         }
     }
 
-    /// Fetches the manifest (or index) `reference` names, as bytes: at most `MAX_MANIFEST` (4 MiB)
+    /// Fetches the manifest (or index) `reference` names, as bytes: at most [`MAX_DOCUMENT`] (4 MiB, the limit every document reader of the crate applies)
     /// of them, and, when the registry states the manifest's digest, checked against it.
     pub async fn manifest(&self, reference: &ImageReference) -> Result<Vec<u8>> {
         let r = reference.to_client();
@@ -580,10 +580,10 @@ impl Session {
             .get("docker-content-digest")
             .and_then(|h| h.to_str().ok())
             .map(str::to_string);
-        let (body, whole) = read_up_to(&mut resp, MAX_MANIFEST).await?;
+        let (body, whole) = read_up_to(&mut resp, MAX_DOCUMENT).await?;
         if !whole {
             return Err(ours(Error::limit(format!(
-                "the {what} of {} at {} is larger than {MAX_MANIFEST} bytes; the rest is not read",
+                "the {what} of {} at {} is larger than {MAX_DOCUMENT} bytes; the rest is not read",
                 self.repository, self.registry
             ))));
         }
@@ -748,18 +748,13 @@ impl Session {
     }
 }
 
-/// The largest manifest or index read, as containerd and Distribution read.
-const MAX_MANIFEST: usize = 4 << 20;
 /// The largest token service answer read.
-const MAX_TOKEN_RESPONSE: usize = 1 << 20;
+const MAX_TOKEN_RESPONSE: u64 = 1 << 20;
 /// How much of an error answer is read, for its message.
-const MAX_ERROR_BODY: usize = 64 << 10;
+const MAX_ERROR_BODY: u64 = 64 << 10;
 /// The longest a bearer token is used before a new one is asked for (the token specification's
 /// default lifetime; oci-client's too).
 const TOKEN_RENEWAL: Duration = Duration::from_secs(60);
-
-// The manifest limit is the one every document reader of the crate applies.
-const _: () = assert!(MAX_MANIFEST as u64 == MAX_DOCUMENT);
 
 /// An error of ours carried through oci-client's error type (so that the retry loop passes it
 /// on as it is).
@@ -776,14 +771,12 @@ fn our_error(io: &std::io::Error) -> Option<&Error> {
 /// whether they are the whole body; what comes past the limit is not read.
 async fn read_up_to(
     resp: &mut reqwest::Response,
-    limit: usize,
+    limit: u64,
 ) -> std::result::Result<(Vec<u8>, bool), reqwest::Error> {
-    if resp
-        .content_length()
-        .is_some_and(|n| n > u64::try_from(limit).unwrap_or(u64::MAX))
-    {
+    if resp.content_length().is_some_and(|n| n > limit) {
         return Ok((Vec::new(), false));
     }
+    let limit = usize::try_from(limit).unwrap_or(usize::MAX);
     let mut body = Vec::new();
     while let Some(chunk) = resp.chunk().await? {
         let room = limit - body.len();
