@@ -5,6 +5,7 @@
 
 pub(crate) mod compression;
 pub(crate) mod digest;
+pub(crate) mod read_ahead;
 pub(crate) mod stream;
 
 pub use compression::Compression;

@@ -1,12 +1,13 @@
-//! A layer stream decompressed and hashed on its own thread.
+//! A layer stream decompressed on its own thread.
 //!
-//! The thread reads the blob, hashes it (the blob digest), decompresses it and hands the result
-//! over in large chunks through a bounded channel; buffers come back for reuse. The consuming
-//! thread hashes each chunk as it arrives (the `diff_id`), parses the tar and writes the image
-//! meanwhile: decompression on one core, hashing and writing on the other. Memory in flight is
-//! bounded by the channel depth times the chunk size.
+//! The blob is read and hashed (the blob digest) ahead by [`ReadAhead`] on a thread of its own;
+//! this module's thread decompresses it and hands the result over in large chunks through a
+//! bounded channel; buffers come back for reuse. The consuming thread hashes each chunk as it
+//! arrives (the `diff_id`), parses the tar and writes the image meanwhile: on two cores the
+//! inflating, the slowest stage, has one to itself while the rest share the other. Memory in
+//! flight is bounded by the channel depths times the chunk sizes.
 
-use std::io::{self, BufReader, Read};
+use std::io::{self, Read};
 use std::sync::mpsc::{self, Receiver, Sender, SyncSender, TryRecvError};
 use std::sync::Arc;
 use std::thread::{self, JoinHandle};
@@ -14,15 +15,14 @@ use std::thread::{self, JoinHandle};
 use super::compression::{self, Compression};
 use sha2::{Digest as _, Sha256};
 
-use super::digest::{Digest, HashingReader};
+use super::digest::Digest;
+use super::read_ahead::ReadAhead;
 use crate::error::{Error, Result};
 
 /// Bytes per chunk handed over.
 const CHUNK: usize = 512 << 10;
 /// Chunks in flight.
 const DEPTH: usize = 4;
-/// Read buffer on the compressed side.
-const RAW_BUFFER: usize = 128 << 10;
 
 /// Which digests a stream computes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -112,8 +112,7 @@ fn produce(
     tx: &SyncSender<Msg>,
     spare: &Receiver<Vec<u8>>,
 ) -> Result<Produced> {
-    let raw = ReadErrors(open()?);
-    let mut blob = HashingReader::new(BufReader::with_capacity(RAW_BUFFER, raw), hash_blob);
+    let mut blob = ReadAhead::open(open, hash_blob)?;
     let compression = compression::detect(&mut blob)?;
     if tx.send(Msg::Start(compression)).is_err() {
         return Err(Error::new(
@@ -160,26 +159,12 @@ fn produce(
     drop(diff);
     // Bytes after the compressed stream still belong to the blob.
     io::copy(&mut blob, &mut io::sink()).map_err(|e| Error::io("cannot read the layer", e))?;
-    let (blob_digest, blob_size) = blob.finish();
-    let blob_digest = hash_blob.then_some(blob_digest);
+    let (blob_digest, blob_size) = blob.finish()?;
     Ok(Produced {
         blob: blob_digest,
         blob_size,
         compression,
     })
-}
-
-/// Marks errors of the raw blob reader as I/O errors of this crate, so they are not taken for
-/// a corrupt stream.
-struct ReadErrors(Box<dyn Read + Send>);
-
-impl Read for ReadErrors {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        self.0.read(buf).map_err(|e| match e.get_ref() {
-            Some(inner) if inner.is::<Error>() => e,
-            _ => io::Error::other(Error::io("cannot read the layer", e)),
-        })
-    }
 }
 
 impl LayerStream {
