@@ -266,7 +266,7 @@ for img in $IMAGES; do
                 run_timed oci2ext4_flat_fsync "$BIN" build "$WORK/flat.tar" -o "$OUT/ours-flat.ext4" --quiet --fsync
                 fsck_clean "$OUT/ours-flat.ext4"
                 ;;
-            erofs) run_timed erofs "$EROFS" --tar=f "$OUT/erofs.img" "$WORK/flat.tar" >/dev/null ;;
+            erofs) run_timed erofs "$EROFS" --quiet --tar=f "$OUT/erofs.img" "$WORK/flat.tar" >/dev/null ;;
             oci2ext4_flat)
                 run_timed oci2ext4_flat "$BIN" build "$WORK/flat.tar" -o "$OUT/ours-flat.ext4" --quiet
                 fsck_clean "$OUT/ours-flat.ext4"
