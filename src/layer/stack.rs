@@ -30,7 +30,7 @@ use crate::error::{Error, ErrorKind, Result};
 pub struct LayerInput {
     /// A name for messages: the file, or the layer's position and digest.
     pub name: String,
-    /// Opens the blob (compressed or not); called on the layer's own thread.
+    /// Opens the blob (compressed or not); called on the layer's reading thread.
     pub open: Opener,
     /// The blob's digest, checked when given.
     pub blob_digest: Option<Digest>,
@@ -55,7 +55,7 @@ pub struct LayerInput {
 
 impl LayerInput {
     /// A layer named `name` whose blob (a tar, plain or compressed) `open` opens; `open` is
-    /// called on the layer's own thread, once, or again to report a digest mismatch. Nothing
+    /// called on the layer's reading thread, once, or again to report a digest mismatch. Nothing
     /// is checked and no size is known until the `with_*` methods say otherwise.
     pub fn new<R, F>(name: impl Into<String>, open: F) -> Self
     where
@@ -250,8 +250,8 @@ fn apply_in_place(
     run().map_err(|e| e.with_layer(name))
 }
 
-/// Applies `layers` to `builder` in order. Each layer's blob is decompressed and hashed on its
-/// own thread while its entries are applied here; the digests are checked once the whole blob
+/// Applies `layers` to `builder` in order. Each layer's blob is read, hashed and decompressed on
+/// threads of its own while its entries are applied here; the digests are checked once the whole blob
 /// (trailing bytes included) has been read.
 pub fn apply_layers(
     builder: &mut ImageBuilder,
