@@ -3,6 +3,7 @@
 //! [`crate::layer`] (which applies layers) and [`crate::source`] (which finds them), so the
 //! dependencies run one way: `source` → `layer` → `blob`.
 
+pub(crate) mod chunks;
 pub(crate) mod compression;
 pub(crate) mod digest;
 pub(crate) mod read_ahead;

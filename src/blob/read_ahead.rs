@@ -4,15 +4,15 @@
 //! slowest stage of a gzip build, it adds that fifth to the whole build; on a thread of its own
 //! it overlaps the inflating. The thread opens the blob, fills whole chunks (so the first one
 //! holds the compression's magic bytes unless the blob is shorter), hashes each and hands it over
-//! through a bounded channel; emptied chunks come back for reuse. Memory in flight is bounded by
-//! the channel depth times the chunk size.
+//! through a bounded channel ([`super::chunks`]).
 
 use std::io::{self, BufRead, Read};
-use std::sync::mpsc::{self, Receiver, Sender, SyncSender, TryRecvError};
+use std::sync::mpsc::{self, Receiver, Sender, SyncSender};
 use std::thread::{self, JoinHandle};
 
 use sha2::{Digest as _, Sha256};
 
+use super::chunks::{self, Current, Spare};
 use super::digest::Digest;
 use super::stream::Opener;
 use crate::error::{Error, Result};
@@ -36,8 +36,7 @@ enum Raw {
 pub struct ReadAhead {
     rx: Receiver<Raw>,
     recycle: Sender<Vec<u8>>,
-    chunk: Vec<u8>,
-    pos: usize,
+    current: Current,
     end: Option<(Option<Digest>, u64)>,
     thread: Option<JoinHandle<()>>,
 }
@@ -50,13 +49,12 @@ impl ReadAhead {
         let (recycle, spare) = mpsc::channel();
         let thread = thread::Builder::new()
             .name("layer-read".into())
-            .spawn(move || read_blob(&open, hash, &tx, &spare))
+            .spawn(move || read_blob(&open, hash, &tx, &Spare(spare)))
             .map_err(|e| Error::io("cannot start a thread to read the layer", e))?;
         let this = ReadAhead {
             rx,
             recycle,
-            chunk: Vec::new(),
-            pos: 0,
+            current: Current::default(),
             end: None,
             thread: Some(thread),
         };
@@ -69,7 +67,7 @@ impl ReadAhead {
 
     /// The blob's digest (when hashing) and size, once every byte was read.
     pub fn finish(mut self) -> Result<(Option<Digest>, u64)> {
-        if self.pos < self.chunk.len() || self.fill()? {
+        if !self.current.rest().is_empty() || self.fill()? {
             return Err(Error::new(
                 crate::ErrorKind::Internal,
                 "blob digest asked for before the blob was read to its end",
@@ -86,15 +84,10 @@ impl ReadAhead {
         if self.end.is_some() {
             return Ok(false);
         }
-        let old = std::mem::take(&mut self.chunk);
-        if old.capacity() > 0 {
-            // The thread may have finished; the chunk is then simply dropped.
-            let _ = self.recycle.send(old);
-        }
-        self.pos = 0;
+        self.current.replace(Vec::new(), &self.recycle);
         match self.rx.recv() {
             Ok(Raw::Data(c)) => {
-                self.chunk = c;
+                self.current.replace(c, &self.recycle);
                 Ok(true)
             }
             Ok(Raw::End(digest, size)) => {
@@ -112,7 +105,7 @@ impl ReadAhead {
 }
 
 /// The thread's work: open, then read whole chunks until the end or a failure, each sent on.
-fn read_blob(open: &Opener, hash: bool, tx: &SyncSender<Raw>, spare: &Receiver<Vec<u8>>) {
+fn read_blob(open: &Opener, hash: bool, tx: &SyncSender<Raw>, spare: &Spare) {
     let mut raw = match open() {
         Ok(r) => r,
         Err(e) => {
@@ -126,37 +119,24 @@ fn read_blob(open: &Opener, hash: bool, tx: &SyncSender<Raw>, spare: &Receiver<V
     let mut hasher = hash.then(Sha256::new);
     let mut size = 0u64;
     loop {
-        let mut buf = match spare.try_recv() {
-            Ok(b) => b,
-            Err(TryRecvError::Empty | TryRecvError::Disconnected) => Vec::with_capacity(CHUNK),
-        };
-        buf.resize(CHUNK, 0);
-        let mut filled = 0;
-        while filled < CHUNK {
-            match raw.read(&mut buf[filled..]) {
-                Ok(0) => break,
-                Ok(n) => filled += n,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => {
-                    // Errors a source reports itself (a download) keep their kind; any other
-                    // is an I/O error of this crate, so it is not taken for a corrupt stream.
-                    let e = match e.get_ref() {
-                        Some(inner) if inner.is::<Error>() => e,
-                        _ => io::Error::other(Error::io("cannot read the layer", e)),
-                    };
-                    let _ = tx.send(Raw::Failed(e));
-                    return;
-                }
-            }
+        let mut buf = spare.take(CHUNK);
+        if let Err(e) = chunks::fill(&mut raw, &mut buf) {
+            // Errors a source reports itself (a download) keep their kind; any other is an
+            // I/O error of this crate, so it is not taken for a corrupt stream.
+            let e = match e.get_ref() {
+                Some(inner) if inner.is::<Error>() => e,
+                _ => io::Error::other(Error::io("cannot read the layer", e)),
+            };
+            let _ = tx.send(Raw::Failed(e));
+            return;
         }
-        buf.truncate(filled);
         if let Some(h) = &mut hasher {
             h.update(&buf);
         }
-        size += filled as u64;
-        let last = filled < CHUNK;
+        size += buf.len() as u64;
+        let last = buf.len() < CHUNK;
         // A closed channel means the consumer has gone: nothing more to do.
-        if filled > 0 && tx.send(Raw::Data(buf)).is_err() {
+        if !buf.is_empty() && tx.send(Raw::Data(buf)).is_err() {
             return;
         }
         if last {
@@ -169,26 +149,23 @@ fn read_blob(open: &Opener, hash: bool, tx: &SyncSender<Raw>, spare: &Receiver<V
 
 impl BufRead for ReadAhead {
     fn fill_buf(&mut self) -> io::Result<&[u8]> {
-        while self.pos == self.chunk.len() {
+        while self.current.rest().is_empty() {
             if !self.fill()? {
                 break;
             }
         }
-        Ok(&self.chunk[self.pos..])
+        Ok(self.current.rest())
     }
 
     fn consume(&mut self, amt: usize) {
-        self.pos = (self.pos + amt).min(self.chunk.len());
+        self.current.pos = (self.current.pos + amt).min(self.current.chunk.len());
     }
 }
 
 impl Read for ReadAhead {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let avail = self.fill_buf()?;
-        let n = buf.len().min(avail.len());
-        buf[..n].copy_from_slice(&avail[..n]);
-        self.consume(n);
-        Ok(n)
+        self.fill_buf()?;
+        Ok(self.current.copy_to(buf))
     }
 }
 

@@ -8,13 +8,14 @@
 //! flight is bounded by the channel depths times the chunk sizes.
 
 use std::io::{self, Read};
-use std::sync::mpsc::{self, Receiver, Sender, SyncSender, TryRecvError};
+use std::sync::mpsc::{self, Receiver, Sender, SyncSender};
 use std::sync::Arc;
 use std::thread::{self, JoinHandle};
 
 use super::compression::{self, Compression};
 use sha2::{Digest as _, Sha256};
 
+use super::chunks::{self, Current, Spare};
 use super::digest::Digest;
 use super::read_ahead::ReadAhead;
 use crate::error::{Error, Result};
@@ -70,8 +71,7 @@ pub type Opener = Arc<dyn Fn() -> Result<Box<dyn Read + Send>> + Send + Sync>;
 pub struct LayerStream {
     rx: Receiver<Msg>,
     recycle: Sender<Vec<u8>>,
-    chunk: Vec<u8>,
-    pos: usize,
+    current: Current,
     hashing: Hashing,
     diff: Option<Sha256>,
     diff_size: u64,
@@ -87,7 +87,7 @@ pub fn spawn(open: Opener, hashing: Hashing) -> LayerStream {
     let thread = thread::Builder::new()
         .name("layer-decompress".into())
         .spawn(move || {
-            let result = produce(open, hashing.blob, &tx, &spare);
+            let result = produce(open, hashing.blob, &tx, &Spare(spare));
             // The consumer may have gone; nothing to tell then.
             let _ = tx.send(Msg::End(result));
         })
@@ -95,8 +95,7 @@ pub fn spawn(open: Opener, hashing: Hashing) -> LayerStream {
     LayerStream {
         rx,
         recycle,
-        chunk: Vec::new(),
-        pos: 0,
+        current: Current::default(),
         hashing,
         diff: None,
         diff_size: 0,
@@ -106,12 +105,7 @@ pub fn spawn(open: Opener, hashing: Hashing) -> LayerStream {
 }
 
 /// The thread's work. Returns the blob's digest once every byte was read.
-fn produce(
-    open: Opener,
-    hash_blob: bool,
-    tx: &SyncSender<Msg>,
-    spare: &Receiver<Vec<u8>>,
-) -> Result<Produced> {
+fn produce(open: Opener, hash_blob: bool, tx: &SyncSender<Msg>, spare: &Spare) -> Result<Produced> {
     let mut blob = ReadAhead::open(open, hash_blob)?;
     let compression = compression::detect(&mut blob)?;
     if tx.send(Msg::Start(compression)).is_err() {
@@ -122,31 +116,21 @@ fn produce(
     }
     let mut diff = compression::decoder(&mut blob, compression)?;
     loop {
-        let mut buf = match spare.try_recv() {
-            Ok(b) => b,
-            Err(TryRecvError::Empty | TryRecvError::Disconnected) => Vec::with_capacity(CHUNK),
-        };
-        buf.resize(CHUNK, 0);
-        let mut filled = 0;
-        while filled < CHUNK {
-            match diff.read(&mut buf[filled..]) {
-                Ok(0) => break,
-                Ok(n) => filled += n,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                // Failures to read the blob arrive as this crate's I/O errors; anything else
-                // is the decoder finding the stream corrupt.
-                Err(e) if e.get_ref().is_some_and(|i| i.is::<Error>()) => return Err(e.into()),
-                Err(e) => {
-                    return Err(
-                        Error::corrupt(format!("{} stream is corrupt", compression.name()))
-                            .with_cause(e),
-                    )
-                }
+        let mut buf = spare.take(CHUNK);
+        match chunks::fill(&mut diff, &mut buf) {
+            Ok(()) => {}
+            // Failures to read the blob arrive as this crate's I/O errors; anything else is
+            // the decoder finding the stream corrupt.
+            Err(e) if e.get_ref().is_some_and(|i| i.is::<Error>()) => return Err(e.into()),
+            Err(e) => {
+                return Err(
+                    Error::corrupt(format!("{} stream is corrupt", compression.name()))
+                        .with_cause(e),
+                )
             }
         }
-        buf.truncate(filled);
-        let last = filled < CHUNK;
-        if filled > 0 && tx.send(Msg::Data(buf)).is_err() {
+        let last = buf.len() < CHUNK;
+        if !buf.is_empty() && tx.send(Msg::Data(buf)).is_err() {
             return Err(Error::new(
                 crate::ErrorKind::Cancelled,
                 "layer stream abandoned",
@@ -172,11 +156,7 @@ impl LayerStream {
         if self.end.is_some() {
             return Ok(false);
         }
-        let old = std::mem::take(&mut self.chunk);
-        if old.capacity() > 0 {
-            let _ = self.recycle.send(old);
-        }
-        self.pos = 0;
+        self.current.replace(Vec::new(), &self.recycle);
         match self.rx.recv() {
             Ok(Msg::Start(c)) => {
                 // Uncompressed, the diff_id is the blob digest: hash the bytes once.
@@ -191,7 +171,7 @@ impl LayerStream {
                     h.update(&c);
                 }
                 self.diff_size += c.len() as u64;
-                self.chunk = c;
+                self.current.replace(c, &self.recycle);
                 Ok(true)
             }
             Ok(Msg::End(Ok(d))) => {
@@ -209,12 +189,9 @@ impl LayerStream {
     /// Reads the rest of the stream and returns its digests and the count of non-zero bytes
     /// found after what the consumer read (data after the end of the archive).
     pub fn finish(mut self) -> Result<(StreamDigests, u64)> {
-        let mut trailing_nonzero =
-            self.chunk[self.pos..].iter().filter(|&&b| b != 0).count() as u64;
-        self.pos = self.chunk.len();
+        let mut trailing_nonzero = self.current.rest().iter().filter(|&&b| b != 0).count() as u64;
         while self.next_chunk()? {
-            trailing_nonzero += self.chunk.iter().filter(|&&b| b != 0).count() as u64;
-            self.pos = self.chunk.len();
+            trailing_nonzero += self.current.rest().iter().filter(|&&b| b != 0).count() as u64;
         }
         if let Some(t) = self.thread.take() {
             let _ = t.join();
@@ -249,15 +226,12 @@ impl LayerStream {
 
 impl Read for LayerStream {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        while self.pos == self.chunk.len() {
+        while self.current.rest().is_empty() {
             if !self.next_chunk()? {
                 return Ok(0);
             }
         }
-        let n = buf.len().min(self.chunk.len() - self.pos);
-        buf[..n].copy_from_slice(&self.chunk[self.pos..self.pos + n]);
-        self.pos += n;
-        Ok(n)
+        Ok(self.current.copy_to(buf))
     }
 }
 
