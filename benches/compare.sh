@@ -32,7 +32,8 @@
 # so that times keep their nanoseconds.
 #
 # Environment: BENCH_DIR (default target/bench-compare, keep it on the disk you care about),
-# REPS (3), SCALE (1; e.g. 0.1 for a quick run), IMAGES ("node large debian distro"), KEEP=1 to
+# REPS (3), WARMUP (1: rounds of every command run first and not counted), SCALE (1; e.g. 0.1
+# for a quick run), IMAGES ("node large debian distro"), KEEP=1 to
 # keep the inputs and outputs. Prints a Markdown report on stdout, progress on stderr.
 set -euo pipefail
 
@@ -41,6 +42,7 @@ set -euo pipefail
 
 BENCH_DIR=${BENCH_DIR:-$ROOT/target/bench-compare}
 REPS=${REPS:-3}
+WARMUP=${WARMUP:-1}
 SCALE=${SCALE:-1}
 IMAGES=${IMAGES:-node large debian distro}
 KEEP=${KEEP:-0}
@@ -196,7 +198,7 @@ REPORT=$BENCH_DIR/report.md
     echo "## oci2ext4 compare ($(date -u +%Y-%m-%dT%H:%MZ))"
     echo
     machine
-    echo "- repetitions: $REPS, alternating; SCALE=$SCALE; inputs warm in the page cache; \`sync\` before every run"
+    echo "- repetitions: $REPS, alternating, after $WARMUP warm-up round(s) of every command, not counted; SCALE=$SCALE; inputs warm in the page cache; \`sync\` before every run"
     echo "- disk write speed: $DISK_MBS MB/s (dd of 1 GiB of zeros with fsync into BENCH_DIR, before the runs)"
     echo "- oci2ext4 by default writes through the page cache and does not sync (like umoci, cat, tar2ext4 and mkfs.erofs); the \`--fsync\` rows make the image durable before exiting, as mkfs.ext4 does"
     echo "- tools: $(pigz --version 2>&1 | sed -n 1p), $(gzip --version | sed -n 1p), $(mkfs.ext4 -V 2>&1 | sed -n 1p)$([ "$ROOTLY" = 1 ] && echo ", $(umoci --version)")${TAR2EXT4:+, tar2ext4 at $TAR2EXT4}"
@@ -240,10 +242,14 @@ for img in $IMAGES; do
     mkfs_bytes=""
     mkfs_note=""
 
-    for ((rep = 0; rep < REPS; rep++)); do
+    # Rounds below 0 are warm-up rounds, their times dropped: the first command after the
+    # set-up (generating, unpacking and flattening gigabytes) ran slower than its later runs,
+    # whichever command it was.
+    for ((rep = -WARMUP; rep < REPS; rep++)); do
         n=${#tools[@]}
+        if [ "$rep" -eq 0 ]; then rm -f "$TIMES"/*; fi
         for ((k = 0; k < n; k++)); do
-            tool=${tools[$(((k + rep) % n))]}
+            tool=${tools[$(((k + rep + n * WARMUP) % n))]}
             rm -rf "${OUT:?}"/*
             case $tool in
             oci2ext4)
@@ -296,7 +302,7 @@ for img in $IMAGES; do
                 mkfs_bs=$(block_size_of "$OUT/mkfs.ext4")
                 ;;
             esac
-            log "   rep $((rep + 1)) $tool: $(tail -1 "$TIMES/$tool" | awk '{ printf "%.3f s, %.1f MiB", $1, $2 / 1024 }')"
+            log "   $([ "$rep" -lt 0 ] && echo "warm-up" || echo "rep $((rep + 1))") $tool: $(tail -1 "$TIMES/$tool" | awk '{ printf "%.3f s, %.1f MiB", $1, $2 / 1024 }')"
         done
     done
     rm -rf "${OUT:?}"/*
