@@ -3,14 +3,21 @@
 //!
 //! The producer fills whole chunks (so a consumer peeking at the start sees enough bytes) and
 //! sends them through a bounded channel; the consumer returns each emptied chunk, and the
-//! producer takes a returned one before allocating. Memory in flight is bounded by the
-//! channel's depth times the chunk length.
+//! producer takes a returned one before allocating. At most the channel's depth plus two
+//! chunks exist at once: those queued, the one being filled and the one being read.
 
 use std::io::{self, Read};
-use std::sync::mpsc::{Receiver, Sender, TryRecvError};
+use std::sync::mpsc::{self, Receiver, Sender, TryRecvError};
 
 /// The producer's end of the returned chunks.
-pub struct Spare(pub Receiver<Vec<u8>>);
+pub struct Spare(Receiver<Vec<u8>>);
+
+/// The way back for emptied chunks: the consumer's end (to [`Current::replace`]) and the
+/// producer's.
+pub fn recycling() -> (Sender<Vec<u8>>, Spare) {
+    let (tx, rx) = mpsc::channel();
+    (tx, Spare(rx))
+}
 
 impl Spare {
     /// A chunk `len` bytes long: a returned one if any, else a new one.
@@ -24,9 +31,8 @@ impl Spare {
     }
 }
 
-/// Reads into `buf` until it is full or `r` ends, retrying interrupted reads; `buf` is cut to
-/// what was read. On an error `buf` is left as it is.
-pub fn fill(r: &mut impl Read, buf: &mut Vec<u8>) -> io::Result<()> {
+/// Reads until `buf` is full or `r` ends, retrying interrupted reads; returns the bytes read.
+pub fn read_full(r: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
     let mut filled = 0;
     while filled < buf.len() {
         match r.read(&mut buf[filled..]) {
@@ -36,17 +42,21 @@ pub fn fill(r: &mut impl Read, buf: &mut Vec<u8>) -> io::Result<()> {
             Err(e) => return Err(e),
         }
     }
-    buf.truncate(filled);
+    Ok(filled)
+}
+
+/// Fills `chunk` from `r` with [`read_full`] and cuts it to what was read.
+pub fn fill(r: &mut impl Read, chunk: &mut Vec<u8>) -> io::Result<()> {
+    let n = read_full(r, chunk)?;
+    chunk.truncate(n);
     Ok(())
 }
 
 /// The consumer's current chunk and its read position.
 #[derive(Default)]
 pub struct Current {
-    /// The chunk being read.
-    pub chunk: Vec<u8>,
-    /// Bytes of it read so far.
-    pub pos: usize,
+    chunk: Vec<u8>,
+    pos: usize,
 }
 
 impl Current {
@@ -65,6 +75,11 @@ impl Current {
         &self.chunk[self.pos..]
     }
 
+    /// Marks `n` more bytes read (at most the rest).
+    pub fn advance(&mut self, n: usize) {
+        self.pos = self.pos.saturating_add(n).min(self.chunk.len());
+    }
+
     /// Copies unread bytes into `buf`; returns how many.
     pub fn copy_to(&mut self, buf: &mut [u8]) -> usize {
         let n = buf.len().min(self.chunk.len() - self.pos);
@@ -77,7 +92,6 @@ impl Current {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::sync::mpsc;
 
     #[test]
     fn fill_reads_to_full_or_end_through_short_and_interrupted_reads() {
@@ -114,8 +128,7 @@ mod tests {
 
     #[test]
     fn chunks_come_back_for_reuse() {
-        let (recycle, rx) = mpsc::channel();
-        let spare = Spare(rx);
+        let (recycle, spare) = recycling();
         let mut current = Current::default();
         let first = spare.take(16);
         let first_at = first.as_ptr();
@@ -127,6 +140,6 @@ mod tests {
         // The returned chunk is the one handed out next.
         let again = spare.take(16);
         assert_eq!(again.as_ptr(), first_at);
-        assert_eq!(current.pos, 0);
+        assert!(current.rest().is_empty());
     }
 }

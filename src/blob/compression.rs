@@ -52,9 +52,7 @@ pub fn detect<R: BufRead>(reader: &mut R) -> Result<Compression> {
         match reader.fill_buf() {
             Ok(b) => break b,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            // A source that reports its own errors (a download) keeps their kind.
-            Err(e) if e.get_ref().is_some_and(|i| i.is::<Error>()) => return Err(e.into()),
-            Err(e) => return Err(Error::io("cannot read the layer", e)),
+            Err(e) => return Err(super::read_error(e)),
         }
     };
     // A buffered reader returns at least the magic's six bytes unless the stream is shorter.

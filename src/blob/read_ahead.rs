@@ -1,8 +1,9 @@
 //! The compressed side of a layer stream, read and hashed on a thread of its own.
 //!
-//! Hashing a blob costs a fifth as much as inflating it. Done on the decompressing thread, the
-//! slowest stage of a gzip build, it adds that fifth to the whole build; on a thread of its own
-//! it overlaps the inflating. The thread opens the blob, fills whole chunks (so the first one
+//! Hashing a blob costs a fraction of inflating it (a fifth on the nearly incompressible
+//! large-file benchmark image). Done on the decompressing thread, the slowest stage of a gzip
+//! build, it adds that fraction to the whole build; on a thread of its own it overlaps the
+//! inflating. The thread opens the blob, fills whole chunks (so the first one
 //! holds the compression's magic bytes unless the blob is shorter), hashes each and hands it over
 //! through a bounded channel ([`super::chunks`]).
 
@@ -10,10 +11,8 @@ use std::io::{self, BufRead, Read};
 use std::sync::mpsc::{self, Receiver, Sender, SyncSender};
 use std::thread::{self, JoinHandle};
 
-use sha2::{Digest as _, Sha256};
-
 use super::chunks::{self, Current, Spare};
-use super::digest::Digest;
+use super::digest::{Digest, HashingReader};
 use super::stream::Opener;
 use crate::error::{Error, Result};
 
@@ -25,6 +24,7 @@ const DEPTH: usize = 4;
 enum Raw {
     /// The blob was opened (or could not be), before any data.
     Opened(Result<()>),
+    /// The next chunk of the blob, full unless it is the last.
     Data(Vec<u8>),
     /// A read failed; nothing follows.
     Failed(io::Error),
@@ -46,10 +46,10 @@ impl ReadAhead {
     /// Returns once the blob is open, with the opener's error if it could not be.
     pub fn open(open: Opener, hash: bool) -> Result<ReadAhead> {
         let (tx, rx) = mpsc::sync_channel(DEPTH);
-        let (recycle, spare) = mpsc::channel();
+        let (recycle, spare) = chunks::recycling();
         let thread = thread::Builder::new()
             .name("layer-read".into())
-            .spawn(move || read_blob(&open, hash, &tx, &Spare(spare)))
+            .spawn(move || read_blob(&open, hash, &tx, &spare))
             .map_err(|e| Error::io("cannot start a thread to read the layer", e))?;
         let this = ReadAhead {
             rx,
@@ -65,9 +65,11 @@ impl ReadAhead {
         Ok(this)
     }
 
-    /// The blob's digest (when hashing) and size, once every byte was read.
+    /// The blob's digest (when hashing) and size, once every byte was read. Called earlier, it
+    /// fails: with an internal error if bytes are left, or with the reading thread's error if
+    /// the next chunk could not be read.
     pub fn finish(mut self) -> Result<(Option<Digest>, u64)> {
-        if !self.current.rest().is_empty() || self.fill()? {
+        if !self.current.rest().is_empty() || self.next_chunk()? {
             return Err(Error::new(
                 crate::ErrorKind::Internal,
                 "blob digest asked for before the blob was read to its end",
@@ -80,7 +82,7 @@ impl ReadAhead {
     }
 
     /// Moves to the next chunk; false at the end of the blob.
-    fn fill(&mut self) -> io::Result<bool> {
+    fn next_chunk(&mut self) -> io::Result<bool> {
         if self.end.is_some() {
             return Ok(false);
         }
@@ -106,7 +108,7 @@ impl ReadAhead {
 
 /// The thread's work: open, then read whole chunks until the end or a failure, each sent on.
 fn read_blob(open: &Opener, hash: bool, tx: &SyncSender<Raw>, spare: &Spare) {
-    let mut raw = match open() {
+    let raw = match open() {
         Ok(r) => r,
         Err(e) => {
             let _ = tx.send(Raw::Opened(Err(e)));
@@ -116,24 +118,13 @@ fn read_blob(open: &Opener, hash: bool, tx: &SyncSender<Raw>, spare: &Spare) {
     if tx.send(Raw::Opened(Ok(()))).is_err() {
         return;
     }
-    let mut hasher = hash.then(Sha256::new);
-    let mut size = 0u64;
+    let mut raw = HashingReader::new(raw, hash);
     loop {
         let mut buf = spare.take(CHUNK);
         if let Err(e) = chunks::fill(&mut raw, &mut buf) {
-            // Errors a source reports itself (a download) keep their kind; any other is an
-            // I/O error of this crate, so it is not taken for a corrupt stream.
-            let e = match e.get_ref() {
-                Some(inner) if inner.is::<Error>() => e,
-                _ => io::Error::other(Error::io("cannot read the layer", e)),
-            };
-            let _ = tx.send(Raw::Failed(e));
+            let _ = tx.send(Raw::Failed(io::Error::other(super::read_error(e))));
             return;
         }
-        if let Some(h) = &mut hasher {
-            h.update(&buf);
-        }
-        size += buf.len() as u64;
         let last = buf.len() < CHUNK;
         // A closed channel means the consumer has gone: nothing more to do.
         if !buf.is_empty() && tx.send(Raw::Data(buf)).is_err() {
@@ -143,14 +134,14 @@ fn read_blob(open: &Opener, hash: bool, tx: &SyncSender<Raw>, spare: &Spare) {
             break;
         }
     }
-    let digest = hasher.map(|h| Digest::from_bytes(h.finalize().into()));
-    let _ = tx.send(Raw::End(digest, size));
+    let (digest, size) = raw.finish();
+    let _ = tx.send(Raw::End(hash.then_some(digest), size));
 }
 
 impl BufRead for ReadAhead {
     fn fill_buf(&mut self) -> io::Result<&[u8]> {
         while self.current.rest().is_empty() {
-            if !self.fill()? {
+            if !self.next_chunk()? {
                 break;
             }
         }
@@ -158,7 +149,7 @@ impl BufRead for ReadAhead {
     }
 
     fn consume(&mut self, amt: usize) {
-        self.current.pos = (self.current.pos + amt).min(self.current.chunk.len());
+        self.current.advance(amt);
     }
 }
 
@@ -171,11 +162,13 @@ impl Read for ReadAhead {
 
 impl Drop for ReadAhead {
     fn drop(&mut self) {
-        // Closing the channel stops the thread at its next send. It is not waited for: it may
-        // be blocked reading a slow source, and nothing it does from here on is seen.
+        // Closing the channel stops the thread at its next send; it is waited for, so that
+        // what its reader holds (a spooled temporary file, say) is gone when this returns.
         let (_, rx) = mpsc::sync_channel(0);
         drop(std::mem::replace(&mut self.rx, rx));
-        drop(self.thread.take());
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
     }
 }
 

@@ -61,7 +61,8 @@ pub struct Writes {
 
 /// Bytes of a source file looked at in one go by [`FileSession::copy_from_file`].
 const SCAN: usize = 512 << 10;
-/// Length of one write through the page cache (a multiple of every block size).
+/// Length of one run of file data through the page cache (a multiple of every block size);
+/// the writer hands each to the kernel in pieces of 64 KiB.
 const BUFFERED_RUN: usize = 256 << 10;
 
 /// Writes file data into the image.

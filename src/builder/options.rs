@@ -72,8 +72,8 @@ pub struct BuildOptions {
     /// [`crate::ErrorKind::Cancelled`] and removes its output.
     pub cancel: Option<Arc<AtomicBool>>,
     /// Bytes of file data gathered before a write with `O_DIRECT` (two such buffers take
-    /// turns), and the bytes in flight through the page cache, in runs of 256 KiB each written 64 KiB
-    /// at a time. Default 2 MiB.
+    /// turns), and the bytes in flight through the page cache (in runs of 256 KiB when there
+    /// is room for more than one, each written 64 KiB at a time). Default 2 MiB.
     pub buffer_size: usize,
     /// Append a dm-verity hash tree after the filesystem (whose size then is a multiple of
     /// 4096 bytes: a fixed size is rounded down to it). Its root hash is in

@@ -62,15 +62,8 @@ pub fn open_plain(path: &Path) -> Result<Option<File>> {
         return Ok(None);
     }
     let mut head = [0u8; 8];
-    let mut n = 0;
-    while n < head.len() {
-        match file.read(&mut head[n..]) {
-            Ok(0) => break,
-            Ok(k) => n += k,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(Error::io(format!("cannot read {}", path.display()), e)),
-        }
-    }
+    let n = crate::blob::chunks::read_full(&mut file, &mut head)
+        .map_err(|e| Error::io(format!("cannot read {}", path.display()), e))?;
     if Compression::detect(&head[..n])? != Compression::None {
         return Ok(None);
     }

@@ -250,9 +250,9 @@ fn apply_in_place(
     run().map_err(|e| e.with_layer(name))
 }
 
-/// Applies `layers` to `builder` in order. Each layer's blob is read, hashed and decompressed on
-/// threads of its own while its entries are applied here; the digests are checked once the whole blob
-/// (trailing bytes included) has been read.
+/// Applies `layers` to `builder` in order. Each layer's blob is read, hashed and decompressed
+/// on threads of its own while its entries are applied here; the digests are checked once the
+/// whole blob (trailing bytes included) has been read.
 pub fn apply_layers(
     builder: &mut ImageBuilder,
     layers: Vec<LayerInput>,

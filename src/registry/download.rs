@@ -2,7 +2,7 @@
 //!
 //! Each blob has a [`Slot`]. A download task writes the blob to a temporary file in the cache,
 //! hashing it as it goes, and publishes how many bytes are written; a reader (on the layer's
-//! decompression thread) reads the same file up to that point, waits when it catches up, and
+//! reading thread) reads the same file up to that point, waits when it catches up, and
 //! ends only when the download is complete and its digest checked, or reports its error.
 //! A complete download is renamed into `blobs/sha256/`; a failed one is deleted.
 

@@ -214,15 +214,7 @@ impl<R: Read> TarReader<R> {
 
     /// Reads until `buf` is full or the stream ends; returns the bytes read.
     fn read_full(&mut self, buf: &mut [u8]) -> Result<usize> {
-        let mut n = 0;
-        while n < buf.len() {
-            match self.inner.read(&mut buf[n..]) {
-                Ok(0) => break,
-                Ok(k) => n += k,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(e.into()),
-            }
-        }
+        let n = crate::blob::chunks::read_full(&mut self.inner, buf)?;
         self.pos += n as u64;
         Ok(n)
     }
