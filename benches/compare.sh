@@ -9,10 +9,13 @@
 #   large   about 1.3 GB in 200 binary-like files, 1 gzip layer
 #   debian  a Debian-like tree of about 5,800 entries in 5 gzip layers with whiteouts and
 #           opaque directories
-# and one real distribution tree (SCALE does not apply to it):
-#   distro  a Debian bookworm minbase tree, 1 gzip layer: $OCI2EXT4_VM_ROOTFS or
-#           target/vm/debian.tar if there (as .ci/run makes it), else made here with
-#           debootstrap the same way (as root, with network access to deb.debian.org)
+# and two of real files (SCALE does not apply to them):
+#   distro    a Debian bookworm minbase tree, 1 gzip layer: $OCI2EXT4_VM_ROOTFS or
+#             target/vm/debian.tar if there (as .ci/run makes it), else made here with
+#             debootstrap the same way (as root, with network access to deb.debian.org)
+#   binaries  the files of 5 MiB and more of the Rust toolchain that runs this script (its
+#             `rustc --print sysroot`: shared libraries, executables, rlibs, about 1 GB), 1 gzip
+#             layer
 # Each is written as an OCI layout (gzip by pigz -6). Then, alternating, REPS times each:
 #   oci2ext4 build LAYOUT:bench        (the release binary; default mode, no sync)
 #   oci2ext4 build LAYOUT:bench --fsync (durable before it exits)
@@ -33,7 +36,7 @@
 #
 # Environment: BENCH_DIR (default target/bench-compare, keep it on the disk you care about),
 # REPS (3), WARMUP (1: rounds of every command run first and not counted), SCALE (1; e.g. 0.1
-# for a quick run), IMAGES ("node large debian distro"), KEEP=1 to
+# for a quick run), IMAGES ("node large debian distro binaries"), KEEP=1 to
 # keep the inputs and outputs. Prints a Markdown report on stdout, progress on stderr.
 set -euo pipefail
 
@@ -44,7 +47,7 @@ BENCH_DIR=${BENCH_DIR:-$ROOT/target/bench-compare}
 REPS=${REPS:-3}
 WARMUP=${WARMUP:-1}
 SCALE=${SCALE:-1}
-IMAGES=${IMAGES:-node large debian distro}
+IMAGES=${IMAGES:-node large debian distro binaries}
 KEEP=${KEEP:-0}
 
 need pigz gzip e2fsck mkfs.ext4 dumpe2fs sha256sum findmnt
@@ -89,12 +92,15 @@ distro_tar() {
     echo "$vm/debian.tar"
 }
 
-# Measures the write speed of BENCH_DIR's disk: 1 GiB with dd, synced. Prints MB/s.
+# Measures the write speed of BENCH_DIR's disk: 1 GiB with dd, through the page cache and
+# synced (as mkfs.ext4 writes) when $1 is "sync", past it (O_DIRECT, as oci2ext4 writes file
+# data by default) when $1 is "direct". Prints MB/s.
 disk_speed() {
-    local probe=$BENCH_DIR/disk-speed.probe t0 t1
+    local probe=$BENCH_DIR/disk-speed.probe t0 t1 flags=(conv=fsync)
+    [ "$1" = direct ] && flags=(oflag=direct)
     sync
     t0=$EPOCHREALTIME
-    dd if=/dev/zero of="$probe" bs=1M count=1024 conv=fsync status=none
+    dd if=/dev/zero of="$probe" bs=1M count=1024 "${flags[@]}" status=none
     t1=$EPOCHREALTIME
     rm -f "$probe"
     awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.0f", 1073.741824 / (b - a) }'
@@ -191,21 +197,30 @@ mib() { awk -v k="$1" 'BEGIN { printf "%.1f", k / 1024 }'; }
 block_size_of() { dumpe2fs -h "$1" 2>/dev/null | awk -F': *' '/^Block size/ { print $2 }'; }
 
 log "measuring the disk's write speed"
-DISK_MBS=$(disk_speed)
-log "   $DISK_MBS MB/s"
+DISK_MBS=$(disk_speed sync)
+DIRECT_MBS=$(disk_speed direct)
+log "   $DISK_MBS MB/s synced, $DIRECT_MBS MB/s with O_DIRECT"
 REPORT=$BENCH_DIR/report.md
 {
     echo "## oci2ext4 compare ($(date -u +%Y-%m-%dT%H:%MZ))"
     echo
     machine
     echo "- repetitions: $REPS, alternating, after $WARMUP warm-up round(s) of every command, not counted; SCALE=$SCALE; inputs warm in the page cache; \`sync\` before every run"
-    echo "- disk write speed: $DISK_MBS MB/s (dd of 1 GiB of zeros with fsync into BENCH_DIR, before the runs)"
-    echo "- oci2ext4 by default writes through the page cache and does not sync (like umoci, cat, tar2ext4 and mkfs.erofs); the \`--fsync\` rows make the image durable before exiting, as mkfs.ext4 does"
+    echo "- disk write speed: $DISK_MBS MB/s through the page cache and synced, $DIRECT_MBS MB/s with O_DIRECT (dd of 1 GiB of zeros into BENCH_DIR, before the runs)"
+    echo "- oci2ext4 by default writes file data with O_DIRECT (through the page cache on a device slower than 1 GiB/s) and metadata through the page cache, and does not sync (like umoci, cat, tar2ext4 and mkfs.erofs); the \`--fsync\` rows make the image durable before exiting, as mkfs.ext4 does"
     echo "- tools: $(pigz --version 2>&1 | sed -n 1p), $(gzip --version | sed -n 1p), $(mkfs.ext4 -V 2>&1 | sed -n 1p)$([ "$ROOTLY" = 1 ] && echo ", $(umoci --version)")${TAR2EXT4:+, tar2ext4 at $TAR2EXT4}"
     [ -n "$TAR2EXT4" ] || echo "- tar2ext4 is not on PATH: its row is left out"
     [ -z "$EROFS_NOTE" ] || echo "- $EROFS_NOTE"
     echo
 } >"$REPORT"
+
+# The real binaries: the toolchain's files of 5 MiB and more, as one tar in $1.
+binaries_tar() {
+    local sysroot
+    sysroot=$(rustc --print sysroot) || die "binaries: rustc is not on PATH"
+    (cd "$sysroot" && find . -type f -size +5M -print0 | sort -z |
+        tar --null --no-recursion -T - -cf "$1")
+}
 
 for img in $IMAGES; do
     WORK=$BENCH_DIR/$img
@@ -217,6 +232,9 @@ for img in $IMAGES; do
         src_tar=$(distro_tar)
         log "== $img: $src_tar"
         cp "$src_tar" "$WORK/gen/layer1.tar"
+    elif [ "$img" = binaries ]; then
+        log "== $img: the Rust toolchain's files of 5 MiB and more"
+        binaries_tar "$WORK/gen/layer1.tar"
     else
         log "== $img: generating (SCALE=$SCALE)"
         "$GEN" "$img" "$WORK/gen" "$SCALE"
@@ -350,7 +368,7 @@ for img in $IMAGES; do
         done
         echo
         img_mb=$(awk -v k="$(cat "$TIMES/oci2ext4.du")" 'BEGIN { printf "%.0f", k * 1.024 / 1000 }')
-        echo "Disk: $DISK_MBS MB/s measured; the image's $img_mb MB on disk take $(awk -v m="$img_mb" -v s="$DISK_MBS" 'BEGIN { printf "%.2f", m / s }') s at that speed, so rows near that time are disk-bound."
+        echo "Disk: the image's $img_mb MB on disk take $(awk -v m="$img_mb" -v s="$DIRECT_MBS" 'BEGIN { printf "%.2f", m / s }') s at the $DIRECT_MBS MB/s measured with O_DIRECT, $(awk -v m="$img_mb" -v s="$DISK_MBS" 'BEGIN { printf "%.2f", m / s }') s at the $DISK_MBS MB/s measured synced; rows near those times are disk-bound."
         echo
         if [ -f "$TIMES/unpack_mkfs" ]; then
             echo "oci2ext4 build is $(ratio "$(wall_of unpack_mkfs)" "$(wall_of oci2ext4)") times as fast as unpack + mkfs.ext4 -d; every oci2ext4 image passed e2fsck -fn$verified.$blocks_note"

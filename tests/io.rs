@@ -1,7 +1,8 @@
 //! How the image reaches the disk: the ways file data of an uncompressed tar in a regular file
 //! is moved (read through the layer stream, read in place, copied by the kernel, and the
-//! kernel refusing), all giving the same image bytes; `--fsync` through the library and the
-//! command line; and a source that ends early.
+//! kernel refusing) and written (past the page cache by default, through it when asked), all
+//! giving the same image bytes; `--fsync` through the library and the command line; and a
+//! source that ends early.
 
 mod common;
 
@@ -66,6 +67,22 @@ fn build(tar: &Path, image: &Path, opts: BuildOptions, stream: bool) -> Summary 
     b.finish().unwrap()
 }
 
+/// Whether files in `dir` can be written past the page cache (`O_DIRECT`): one aligned block
+/// from an aligned buffer.
+fn direct_io_works(dir: &Path) -> bool {
+    use rustix::fs::{open, Mode, OFlags};
+    use std::os::unix::fs::FileExt;
+    let flags = OFlags::WRONLY | OFlags::CREATE | OFlags::TRUNC | OFlags::DIRECT;
+    let Ok(fd) = open(dir.join("direct.probe"), flags, Mode::from_raw_mode(0o600)) else {
+        return false;
+    };
+    let raw = vec![0u8; 8192];
+    let at = raw.as_ptr().align_offset(4096);
+    fs::File::from(fd)
+        .write_all_at(&raw[at..at + 4096], 0)
+        .is_ok()
+}
+
 fn opts(bs: BlockSize, kernel_copy: bool, fsync: bool) -> BuildOptions {
     let mut o = BuildOptions::default();
     o.block_size = bs;
@@ -82,14 +99,38 @@ fn every_copy_path_gives_the_same_image() {
     for bs in [BlockSize::K4, BlockSize::K1] {
         let n = bs.bytes();
         let streamed = dir.path().join(format!("streamed-{n}.ext4"));
-        build(&tar, &streamed, opts(bs, false, false), true);
+        let s = build(&tar, &streamed, opts(bs, false, false), true);
         // Read before any check mounts it read-write.
         let want = fs::read(&streamed).unwrap();
         check_image(&streamed, &model.tree, Check::default());
+        // By default file data goes past the page cache, where the filesystem allows it: all
+        // of it here (too little for the device's speed to be judged).
+        let direct = direct_io_works(dir.path());
+        eprintln!("O_DIRECT in the scratch directory: {direct}");
+        let data_blocks = s.direct_written_bytes;
+        if direct {
+            assert!(
+                data_blocks >= 3 << 20,
+                "{data_blocks} bytes written with O_DIRECT"
+            );
+        } else {
+            assert_eq!(data_blocks, 0);
+        }
+
+        let cached = dir.path().join(format!("cached-{n}.ext4"));
+        let mut o = opts(bs, false, false);
+        o.page_cache = true;
+        let s = build(&tar, &cached, o, true);
+        assert_eq!(s.direct_written_bytes, 0);
+        assert!(
+            fs::read(&cached).unwrap() == want,
+            "page-cache image differs ({n})"
+        );
 
         let read = dir.path().join(format!("read-{n}.ext4"));
         let s = build(&tar, &read, opts(bs, false, false), false);
         assert_eq!(s.kernel_copied_bytes + s.read_copied_bytes, 0);
+        assert_eq!(s.direct_written_bytes, data_blocks);
         assert!(
             fs::read(&read).unwrap() == want,
             "in-place reads differ ({n})"
@@ -97,6 +138,10 @@ fn every_copy_path_gives_the_same_image() {
 
         let kernel = dir.path().join(format!("kernel-{n}.ext4"));
         let s = build(&tar, &kernel, opts(bs, true, false), false);
+        assert_eq!(
+            s.direct_written_bytes, 0,
+            "kernel copies go through the page cache"
+        );
         eprintln!(
             "{n}-byte blocks: kernel copied {} bytes, {} read back",
             s.kernel_copied_bytes, s.read_copied_bytes
@@ -126,6 +171,7 @@ fn every_copy_path_gives_the_same_image() {
         let durable = dir.path().join(format!("durable-{n}.ext4"));
         let s = build(&tar, &durable, opts(bs, true, true), false);
         assert_eq!(s.kernel_copied_bytes + s.read_copied_bytes, 0);
+        assert_eq!(s.direct_written_bytes, data_blocks);
         assert!(
             fs::read(&durable).unwrap() == want,
             "--fsync image differs ({n})"

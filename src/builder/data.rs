@@ -9,7 +9,7 @@ use std::os::unix::fs::FileExt;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
-use super::writer::{AlignedBuf, BackgroundWriter};
+use super::writer::{AlignedBuf, BackgroundWriter, Direct};
 
 use crate::error::{Error, ErrorKind, Result};
 use crate::ext4::extent::{Extent, EXT_INIT_MAX_LEN};
@@ -48,13 +48,15 @@ pub struct DataDone {
     /// Bytes of [`FileSession::copy_from_file`] copied through user space because the kernel
     /// refused.
     pub read_copied: u64,
+    /// Bytes written past the page cache (`O_DIRECT`).
+    pub direct_written: u64,
 }
 
 /// How file data is written.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Writes {
-    /// Bypass the page cache (`O_DIRECT`) where the filesystem allows it.
-    pub direct: bool,
+    /// Whether to bypass the page cache (`O_DIRECT`) where the filesystem allows it.
+    pub direct: Direct,
     /// Let the kernel copy the data of [`FileSession::copy_from_file`] (`copy_file_range`).
     pub kernel_copy: bool,
 }
@@ -113,7 +115,7 @@ impl DataWriter {
         // copied into the page cache while the bytes just read into it are still in a CPU
         // cache, which on the measured machines cost less than half the system time of runs of
         // 1 MiB and more (see the README). `O_DIRECT` writes skip that copy and want long runs.
-        let (count, len) = if writes.direct || buffer <= BUFFERED_RUN {
+        let (count, len) = if writes.direct != Direct::Off || buffer <= BUFFERED_RUN {
             (2, buffer)
         } else {
             (buffer / BUFFERED_RUN, BUFFERED_RUN)
@@ -177,6 +179,7 @@ impl DataWriter {
             crc: done.crc,
             kernel_copied: done.kernel_copied,
             read_copied: done.read_copied,
+            direct_written: done.direct_written,
         })
     }
 
@@ -366,7 +369,7 @@ impl FileSession<'_> {
     /// the kernel (`copy_file_range`), or read and written back where it refuses.
     pub fn copy_from_file(&mut self, src: &Arc<File>, offset: u64, len: u64) -> Result<()> {
         let bs = self.w.bs;
-        let whole = if !self.w.writes.kernel_copy || self.w.writes.direct {
+        let whole = if !self.w.writes.kernel_copy || self.w.writes.direct != Direct::Off {
             // Read like any other stream (the kernel's copy goes through the page cache, so it
             // is not for data that bypasses it).
             0

@@ -93,6 +93,10 @@ pub struct Summary {
     /// Bytes of file data that were to be copied by the kernel but were read and written
     /// here because it refused (another filesystem, say).
     pub read_copied_bytes: u64,
+    /// Bytes of file data written past the page cache (`O_DIRECT`): all of them by default,
+    /// where the filesystem allows it and the device is fast enough (see
+    /// [`BuildOptions::page_cache`]).
+    pub direct_written_bytes: u64,
 }
 
 /// Builds one ext4 image. Entries can come in any order; a later entry for a path replaces the
@@ -199,7 +203,7 @@ impl ImageBuilder {
             limit_reason,
             opts.limits.max_size,
             data::Writes {
-                direct: opts.fsync,
+                direct: direct_writes(&opts),
                 kernel_copy: opts.kernel_copy,
             },
         )?;
@@ -694,6 +698,7 @@ impl ImageBuilder {
             summary.data_bytes = data_bytes;
             summary.kernel_copied_bytes = done.kernel_copied;
             summary.read_copied_bytes = done.read_copied;
+            summary.direct_written_bytes = done.direct_written;
             summary.entries = entries;
             // Cancelled while finishing: the image is not committed.
             if opts
@@ -707,6 +712,22 @@ impl ImageBuilder {
             Ok(summary)
         };
         run().map_err(|e| e.with_source(dest))
+    }
+}
+
+/// How file data is written, from the options: past the page cache unless it is asked for, or
+/// the kernel is to copy file data (its copies go through the page cache); when the image is
+/// to be durable, whatever the device's speed, as the bytes have to reach it anyway.
+fn direct_writes(opts: &BuildOptions) -> writer::Direct {
+    use writer::Direct;
+    if opts.page_cache {
+        Direct::Off
+    } else if opts.fsync {
+        Direct::On
+    } else if opts.kernel_copy {
+        Direct::Off
+    } else {
+        Direct::UnlessSlow
     }
 }
 

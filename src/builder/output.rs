@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 
 use tempfile::NamedTempFile;
 
-use super::writer::{AlignedBuf, BackgroundWriter};
+use super::writer::{AlignedBuf, BackgroundWriter, Direct};
 use crate::error::{Error, Result};
 use crate::ext4::BlockSize;
 
@@ -192,7 +192,7 @@ pub struct BlockSink {
 impl BlockSink {
     /// A sink writing `bs` blocks to `file` in runs of up to `cap` bytes.
     pub fn new(file: &File, bs: BlockSize, cap: usize) -> Result<Self> {
-        let mut writer = BackgroundWriter::start(file, 2, cap, false)?;
+        let mut writer = BackgroundWriter::start(file, 2, cap, Direct::Off)?;
         let buf = writer.take_buffer()?;
         Ok(BlockSink {
             writer,

@@ -1,14 +1,17 @@
 //! The background writer: file data leaves the builder in block-aligned runs, written by a
 //! thread of their own so that parsing and decompression go on meanwhile.
 //!
-//! By default the runs go through the page cache, in writes of at most [`PAGE_CACHE_WRITE`]
-//! bytes, and the kernel writes them out in its own time. When the image is to be durable
-//! before the build returns, they are written with `O_DIRECT` where the filesystem allows it,
-//! whole: the bytes go from the run's buffer to the device without a copy into the page cache,
-//! and the final sync has only the metadata left to do (measured twice as fast as buffered
-//! writes and a sync, see the README). Where `O_DIRECT` is refused, the same writes go through
-//! the page cache. The caller chooses how many buffers are in flight and their length. Runs of
-//! a source file can also be copied by the kernel (`copy_file_range`), where it agrees to.
+//! By default the runs are written with `O_DIRECT` where the filesystem allows it, whole: the
+//! bytes go from the run's buffer to the device without a copy into the page cache. On the
+//! measured virtual machines that was both faster and steadier than the page cache, whose new
+//! memory the host often had to fault in again first (see the README). A device slower than
+//! [`DIRECT_FLOOR`] (a disk rather than a host's cache) would make every build wait for it, so
+//! unless the image is to be durable the writer measures its writes and goes on through the
+//! page cache once they prove slower than that, as it does where `O_DIRECT` is refused. Through
+//! the page cache, runs go in writes of at most [`PAGE_CACHE_WRITE`] bytes and the kernel
+//! writes them out in its own time. The caller chooses how many buffers are in flight and their
+//! length. Runs of a source file can also be copied by the kernel (`copy_file_range`), where it
+//! agrees to.
 
 use std::fs::File;
 use std::io;
@@ -16,6 +19,7 @@ use std::os::unix::fs::FileExt;
 use std::sync::mpsc::{self, Receiver, SyncSender};
 use std::sync::Arc;
 use std::thread::{self, JoinHandle};
+use std::time::{Duration, Instant};
 
 use crate::error::{Error, Result};
 
@@ -70,6 +74,18 @@ enum Job {
     },
 }
 
+/// Whether the writes bypass the page cache (`O_DIRECT`), where the filesystem allows it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Direct {
+    /// Through the page cache.
+    Off,
+    /// Past the page cache, whatever the device's speed.
+    On,
+    /// Past the page cache while the device takes the writes at [`DIRECT_FLOOR`] or faster.
+    #[default]
+    UnlessSlow,
+}
+
 /// What the writer thread did, when it ends.
 pub struct Done {
     /// crc32c of all data written, in order.
@@ -79,6 +95,8 @@ pub struct Done {
     /// Bytes of [`BackgroundWriter::copy`] jobs read and written back here because the kernel
     /// refused to copy them.
     pub read_copied: u64,
+    /// Bytes written with `O_DIRECT`, past the page cache.
+    pub direct_written: u64,
 }
 
 /// The writer thread and the buffers it hands back.
@@ -120,13 +138,89 @@ fn write_through_cache(file: &File, data: &[u8], offset: u64) -> io::Result<()> 
     Ok(())
 }
 
+/// The slowest `O_DIRECT` writes worth waiting for when the image need not be durable: about
+/// what copying into the page cache costs a core (the measured machines did 2.7 GB/s with
+/// `O_DIRECT` into their virtual disks, a SATA disk does under 0.6 GB/s).
+pub const DIRECT_FLOOR: u64 = 1 << 30;
+/// Bytes written with `O_DIRECT` before their speed is judged against [`DIRECT_FLOOR`].
+const DIRECT_PROBE: u64 = 64 << 20;
+
+/// Whether `bytes` written with `O_DIRECT` in `busy` (the time spent inside the writes) came
+/// slower than [`DIRECT_FLOOR`], once there are enough of them to say.
+fn slower_than_floor(bytes: u64, busy: Duration) -> bool {
+    bytes >= DIRECT_PROBE && (bytes as f64) < busy.as_secs_f64() * DIRECT_FLOOR as f64
+}
+
+/// Where the writer's bytes go: past the page cache or through it.
+struct Sink {
+    file: File,
+    /// Writing with `O_DIRECT` now.
+    direct: bool,
+    /// May leave `O_DIRECT` for the page cache when the device is slow (not when the image is
+    /// to be durable: then the bytes have to reach the device anyway).
+    may_leave: bool,
+    /// Bytes written with `O_DIRECT`, and the time spent writing them.
+    direct_written: u64,
+    direct_busy: Duration,
+}
+
+impl Sink {
+    fn new(file: File, direct: bool, may_leave: bool) -> Self {
+        let direct = direct && set_direct(&file, true);
+        Sink {
+            file,
+            direct,
+            may_leave,
+            direct_written: 0,
+            direct_busy: Duration::ZERO,
+        }
+    }
+
+    /// Writes `data` at `offset`, a whole number of blocks at a block boundary from an aligned
+    /// buffer when `O_DIRECT` is on.
+    fn write(&mut self, data: &[u8], offset: u64) -> io::Result<()> {
+        if !self.direct {
+            return write_through_cache(&self.file, data, offset);
+        }
+        let started = Instant::now();
+        match self.file.write_all_at(data, offset) {
+            Ok(()) => {
+                self.account(data.len() as u64, started.elapsed());
+                Ok(())
+            }
+            // Some filesystems accept the flag but not the alignment: write through the page
+            // cache from here on.
+            Err(e) if e.raw_os_error() == Some(rustix::io::Errno::INVAL.raw_os_error()) => {
+                self.leave_direct();
+                write_through_cache(&self.file, data, offset)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Counts `len` bytes written with `O_DIRECT` in `busy`, and leaves `O_DIRECT` when it may
+    /// and they have come slower than [`DIRECT_FLOOR`].
+    fn account(&mut self, len: u64, busy: Duration) {
+        self.direct_written += len;
+        self.direct_busy += busy;
+        if self.may_leave && slower_than_floor(self.direct_written, self.direct_busy) {
+            self.leave_direct();
+        }
+    }
+
+    fn leave_direct(&mut self) {
+        self.direct = false;
+        set_direct(&self.file, false);
+    }
+}
+
 fn run(
     file: File,
-    direct: bool,
+    direct: Direct,
     jobs: Receiver<Job>,
     spare: SyncSender<AlignedBuf>,
 ) -> io::Result<Done> {
-    let mut direct = direct && set_direct(&file, true);
+    let mut sink = Sink::new(file, direct != Direct::Off, direct == Direct::UnlessSlow);
     let mut crc = 0u32;
     let mut kernel = true;
     let (mut kernel_copied, mut read_copied) = (0u64, 0u64);
@@ -135,31 +229,12 @@ fn run(
         match job {
             Job::Write { offset, buf, len } => {
                 let data = &buf.as_slice()[..len];
-                let written = if direct {
-                    file.write_all_at(data, offset)
-                } else {
-                    write_through_cache(&file, data, offset)
-                };
-                match written {
-                    Ok(()) => {}
-                    // Some filesystems accept the flag but not the alignment: write through
-                    // the page cache from here on.
-                    Err(e)
-                        if direct
-                            && e.raw_os_error()
-                                == Some(rustix::io::Errno::INVAL.raw_os_error()) =>
-                    {
-                        direct = false;
-                        set_direct(&file, false);
-                        write_through_cache(&file, data, offset)?;
-                    }
-                    Err(e) => return Err(e),
-                }
+                sink.write(data, offset)?;
                 crc = crc32c::crc32c_append(crc, data);
                 // The builder may be gone after an error; then the buffer is simply dropped.
                 let _ = spare.send(buf);
             }
-            Job::Discard { offset, len } => super::output::discard(&file, offset, len)?,
+            Job::Discard { offset, len } => super::output::discard(&sink.file, offset, len)?,
             Job::Copy {
                 src,
                 from,
@@ -168,13 +243,13 @@ fn run(
                 crc: run_crc,
             } => {
                 // The kernel's copy goes through the page cache: not for a file written past it.
-                let by_kernel = if kernel && !direct {
-                    copy_by_kernel(&src, from, &file, to, len)?
+                let by_kernel = if kernel && !sink.direct {
+                    copy_by_kernel(&src, from, &sink.file, to, len)?
                 } else {
                     0
                 };
                 if by_kernel < len {
-                    if !direct {
+                    if !sink.direct {
                         // Refused: no further attempts.
                         kernel = false;
                     }
@@ -182,11 +257,10 @@ fn run(
                     copy_by_reading(
                         &src,
                         from + by_kernel,
-                        &file,
+                        &mut sink,
                         to + by_kernel,
                         rest,
                         &mut scratch,
-                        direct,
                     )?;
                     read_copied += rest;
                 }
@@ -199,13 +273,14 @@ fn run(
             }
         }
     }
-    if direct {
-        set_direct(&file, false);
+    if sink.direct {
+        sink.leave_direct();
     }
     Ok(Done {
         crc,
         kernel_copied,
         read_copied,
+        direct_written: sink.direct_written,
     })
 }
 
@@ -245,11 +320,10 @@ fn copy_by_kernel(src: &File, from: u64, dst: &File, to: u64, len: u64) -> io::R
 fn copy_by_reading(
     src: &File,
     from: u64,
-    dst: &File,
+    dst: &mut Sink,
     to: u64,
     len: u64,
     scratch: &mut Option<AlignedBuf>,
-    direct: bool,
 ) -> io::Result<()> {
     let scratch = scratch
         .get_or_insert_with(|| AlignedBuf::new(1 << 20))
@@ -264,11 +338,7 @@ fn copy_by_reading(
                 io::ErrorKind::UnexpectedEof => ended(from + done),
                 _ => e,
             })?;
-        if direct {
-            dst.write_all_at(&scratch[..n], to + done)?;
-        } else {
-            write_through_cache(dst, &scratch[..n], to + done)?;
-        }
+        dst.write(&scratch[..n], to + done)?;
         done += n as u64;
     }
     Ok(())
@@ -284,9 +354,9 @@ fn ended(at: u64) -> io::Error {
 
 impl BackgroundWriter {
     /// Starts the writer on a handle to `file`, with `buffers` buffers of `len` bytes in all
-    /// (one of them is handed out at once by [`BackgroundWriter::take_buffer`]). With `direct`,
-    /// the writes bypass the page cache (`O_DIRECT`) where the filesystem allows it.
-    pub fn start(file: &File, buffers: usize, len: usize, direct: bool) -> Result<Self> {
+    /// (one of them is handed out at once by [`BackgroundWriter::take_buffer`]). `direct` says
+    /// whether the writes bypass the page cache.
+    pub fn start(file: &File, buffers: usize, len: usize, direct: Direct) -> Result<Self> {
         let handle = file
             .try_clone()
             .map_err(|e| Error::io("cannot duplicate the output handle", e))?;
@@ -413,6 +483,52 @@ mod tests {
     }
 
     #[test]
+    fn direct_writes_are_judged_after_the_probe() {
+        let gib = Duration::from_secs(1);
+        // Too few bytes to say, however slow.
+        assert!(!slower_than_floor(DIRECT_PROBE - 1, gib * 100));
+        // At the floor or faster: stay.
+        assert!(!slower_than_floor(DIRECT_FLOOR, gib));
+        assert!(!slower_than_floor(DIRECT_PROBE, Duration::from_millis(1)));
+        // Slower: leave.
+        assert!(slower_than_floor(
+            DIRECT_FLOOR,
+            gib + Duration::from_millis(1)
+        ));
+        assert!(slower_than_floor(DIRECT_PROBE, gib));
+    }
+
+    #[test]
+    fn a_slow_device_sends_the_writes_through_the_page_cache() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("out");
+        let file = File::create(&path).unwrap();
+        let mut data = AlignedBuf::new(8192);
+        data.as_mut_slice().fill(7);
+
+        // Durable: never leaves, however slow.
+        let mut durable = Sink::new(file.try_clone().unwrap(), true, false);
+        let was = durable.direct;
+        durable.account(DIRECT_PROBE, Duration::from_secs(60));
+        assert_eq!(durable.direct, was);
+        durable.leave_direct();
+
+        let mut sink = Sink::new(file.try_clone().unwrap(), true, true);
+        let direct = sink.direct; // false where the filesystem refuses O_DIRECT
+        sink.write(data.as_slice(), 0).unwrap();
+        assert_eq!(sink.direct_written, if direct { 8192 } else { 0 });
+        sink.account(DIRECT_PROBE, Duration::from_secs(60));
+        assert!(!sink.direct, "left O_DIRECT after a slow probe");
+        // An unaligned write works now: it goes through the page cache.
+        sink.write(&[9u8; 100], 8192 + 1).unwrap();
+        let back = std::fs::read(&path).unwrap();
+        assert_eq!(back.len(), 8192 + 101);
+        assert!(back[..8192].iter().all(|&b| b == 7));
+        assert_eq!(back[8192], 0);
+        assert!(back[8193..].iter().all(|&b| b == 9));
+    }
+
+    #[test]
     fn buffers_are_aligned() {
         for len in [4096, 8192, 1 << 20] {
             let b = AlignedBuf::new(len);
@@ -432,7 +548,7 @@ mod tests {
             .truncate(true)
             .open(dir.path().join("out"))
             .unwrap();
-        let mut w = BackgroundWriter::start(&file, 2, 3 * BLOCK_SIZE, false).unwrap();
+        let mut w = BackgroundWriter::start(&file, 2, 3 * BLOCK_SIZE, Direct::Off).unwrap();
         for (i, byte) in [1u8, 2, 3].into_iter().enumerate() {
             let mut b = w.take_buffer().unwrap();
             b.as_mut_slice().fill(byte);
@@ -473,7 +589,7 @@ mod tests {
         let data: Vec<u8> = (0..5 * 4096u32).map(|i| (i % 253) as u8 + 1).collect();
         src.write_all_at(&data, 0).unwrap();
         let file = open("out");
-        let mut w = BackgroundWriter::start(&file, 2, 4096, false).unwrap();
+        let mut w = BackgroundWriter::start(&file, 2, 4096, Direct::Off).unwrap();
         let crc = crc32c::crc32c(&data[4096..]);
         w.copy(src.clone(), 4096, 8192, 4 * 4096, crc).unwrap();
         let done = w.finish().unwrap();
@@ -484,7 +600,7 @@ mod tests {
         assert!(back == data[4096..]);
 
         // Overlapping ranges of one file: the kernel refuses (EINVAL); read and written here.
-        let mut w = BackgroundWriter::start(&src, 2, 4096, false).unwrap();
+        let mut w = BackgroundWriter::start(&src, 2, 4096, Direct::Off).unwrap();
         w.copy(
             src.clone(),
             0,
@@ -507,7 +623,7 @@ mod tests {
         src.write_all_at(&[1u8; 4096], 0).unwrap();
         let src = Arc::new(File::open(dir.path().join("src")).unwrap());
         let file = tempfile::tempfile().unwrap();
-        let mut w = BackgroundWriter::start(&file, 2, 4096, false).unwrap();
+        let mut w = BackgroundWriter::start(&file, 2, 4096, Direct::Off).unwrap();
         w.copy(src, 0, 0, 8192, 0).unwrap();
         assert!(w.finish().is_err());
     }

@@ -188,6 +188,10 @@ pub struct ImageArgs {
     /// Make the image durable before exiting: sync its data, rename it, sync its directory.
     #[arg(long)]
     pub fsync: bool,
+    /// Write file data through the page cache, not past it with O_DIRECT (the default, which
+    /// turns to the page cache by itself on a device slower than 1 GiB/s).
+    #[arg(long)]
+    pub page_cache: bool,
     /// Stop when the image would grow past this size (e.g. 100G).
     #[arg(long, value_parser = units::parse_size, default_value = "1T")]
     pub max_size: u64,
@@ -389,6 +393,7 @@ pub fn build_options(args: &ImageArgs) -> Result<BuildOptions, Failure> {
         opts.verity = Some(v);
     }
     opts.fsync = args.fsync;
+    opts.page_cache = args.page_cache;
     opts.limits.max_size = args.max_size;
     if let Ok(epoch) = std::env::var("SOURCE_DATE_EPOCH") {
         let sec: i64 = epoch.trim().parse().map_err(|_| {

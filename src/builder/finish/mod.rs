@@ -97,6 +97,7 @@ pub(crate) fn finish(
         verity,
         kernel_copied_bytes: 0,
         read_copied_bytes: 0,
+        direct_written_bytes: 0,
     })
 }
 
