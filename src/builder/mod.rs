@@ -716,15 +716,16 @@ impl ImageBuilder {
 }
 
 /// How file data is written, from the options: past the page cache unless it is asked for, or
-/// the kernel is to copy file data (its copies go through the page cache); when the image is
-/// to be durable, whatever the device's speed, as the bytes have to reach it anyway.
+/// the data is to be read again soon, which is faster from the page cache (the kernel's copies
+/// go through it, and a verity tree reads the image back); when the image is to be durable,
+/// past it whatever the device's speed, as the bytes have to reach the device anyway.
 fn direct_writes(opts: &BuildOptions) -> writer::Direct {
     use writer::Direct;
     if opts.page_cache {
         Direct::Off
     } else if opts.fsync {
         Direct::On
-    } else if opts.kernel_copy {
+    } else if opts.kernel_copy || opts.verity.is_some() {
         Direct::Off
     } else {
         Direct::UnlessSlow
@@ -742,4 +743,42 @@ fn acl_to_disk(value: &[u8]) -> std::result::Result<Vec<u8>, String> {
         })
         .collect();
     Ok(encode_disk(&entries))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use writer::Direct;
+
+    #[test]
+    fn file_data_goes_past_the_page_cache_unless_it_is_read_again() {
+        let with = |f: fn(&mut BuildOptions)| {
+            let mut o = BuildOptions::default();
+            f(&mut o);
+            direct_writes(&o)
+        };
+        assert_eq!(with(|_| {}), Direct::UnlessSlow);
+        assert_eq!(with(|o| o.fsync = true), Direct::On);
+        assert_eq!(with(|o| o.page_cache = true), Direct::Off);
+        assert_eq!(
+            with(|o| {
+                o.page_cache = true;
+                o.fsync = true;
+            }),
+            Direct::Off
+        );
+        // Read again: by the kernel's copies, by the hash tree; unless it must reach the disk.
+        assert_eq!(with(|o| o.kernel_copy = true), Direct::Off);
+        assert_eq!(
+            with(|o| o.verity = Some(crate::verity::VerityOptions::default())),
+            Direct::Off
+        );
+        assert_eq!(
+            with(|o| {
+                o.verity = Some(crate::verity::VerityOptions::default());
+                o.fsync = true;
+            }),
+            Direct::On
+        );
+    }
 }

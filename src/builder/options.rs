@@ -97,11 +97,13 @@ pub struct BuildOptions {
     pub kernel_copy: bool,
     /// Write file data through the page cache. Default false: file data is written past it
     /// (`O_DIRECT`) where the filesystem allows it, straight from the builder's buffers to the
-    /// device, and through it where the filesystem refuses or (without
-    /// [`BuildOptions::fsync`]) once the device has taken the first 64 MiB slower than 1 GiB/s,
-    /// as a disk rather than a host's cache would. On the measured virtual machines that was
-    /// faster and much steadier than the page cache, whose new memory cost the kernel from
-    /// 0.2 to 4.6 s per GiB (see the README). Metadata always goes through the page cache.
+    /// device. On the measured virtual machines that was faster and much steadier than the page
+    /// cache, whose new memory cost the kernel from 0.2 to 4.6 s per GiB (see the README). It
+    /// goes through the page cache where the filesystem refuses `O_DIRECT`, and, without
+    /// [`BuildOptions::fsync`]: once the writes average slower than 1 GiB/s, judged from the
+    /// first 64 MiB on (a disk rather than a host's cache); and with [`BuildOptions::verity`]
+    /// (the hash tree reads the data back) or [`BuildOptions::kernel_copy`] (the kernel's copies
+    /// go through the page cache). Metadata always goes through the page cache.
     pub page_cache: bool,
 }
 
