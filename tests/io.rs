@@ -67,19 +67,19 @@ fn build(tar: &Path, image: &Path, opts: BuildOptions, stream: bool) -> Summary 
     b.finish().unwrap()
 }
 
-/// Whether files in `dir` can be written past the page cache (`O_DIRECT`): one aligned block
-/// from an aligned buffer.
-fn direct_io_works(dir: &Path) -> bool {
+/// Whether files in `dir` can be written past the page cache (`O_DIRECT`) at `align`-byte
+/// offsets: one block of that size from a page-aligned buffer, at byte `align`.
+fn direct_io_works(dir: &Path, align: usize) -> bool {
     use rustix::fs::{open, Mode, OFlags};
     use std::os::unix::fs::FileExt;
     let flags = OFlags::WRONLY | OFlags::CREATE | OFlags::TRUNC | OFlags::DIRECT;
     let Ok(fd) = open(dir.join("direct.probe"), flags, Mode::from_raw_mode(0o600)) else {
         return false;
     };
-    let raw = vec![0u8; 8192];
+    let raw = vec![0u8; 4096 + align];
     let at = raw.as_ptr().align_offset(4096);
     fs::File::from(fd)
-        .write_all_at(&raw[at..at + 4096], 0)
+        .write_all_at(&raw[at..at + align], align as u64)
         .is_ok()
 }
 
@@ -105,7 +105,7 @@ fn every_copy_path_gives_the_same_image() {
         check_image(&streamed, &model.tree, Check::default());
         // By default file data goes past the page cache, where the filesystem allows it: all
         // of it here (too little for the device's speed to be judged).
-        let direct = direct_io_works(dir.path());
+        let direct = direct_io_works(dir.path(), n);
         eprintln!("O_DIRECT in the scratch directory: {direct}");
         let data_blocks = s.direct_written_bytes;
         if direct {
@@ -208,38 +208,58 @@ fn a_refused_kernel_copy_falls_back_to_reading() {
 }
 
 #[test]
-fn fsync_through_the_command_line() {
+fn fsync_and_page_cache_through_the_command_line() {
     let dir = scratch();
     let tar = dir.path().join("in.tar");
     let model = write_tar(&tar);
     let out = dir.path().join("out");
     fs::create_dir(&out).unwrap();
-    for (name, extra) in [("default.ext4", None), ("durable.ext4", Some("--fsync"))] {
-        let status = Command::new(common::bin())
+    let direct = direct_io_works(dir.path(), 4096);
+    eprintln!("O_DIRECT in the scratch directory: {direct}");
+    let names = ["default.ext4", "durable.ext4", "cached.ext4"];
+    for (name, extra) in names
+        .iter()
+        .zip([None, Some("--fsync"), Some("--page-cache")])
+    {
+        let o = Command::new(common::bin())
             .arg("build")
             .arg(&tar)
             .arg("-o")
             .arg(out.join(name))
-            .arg("--quiet")
+            .arg("--json")
             .args(extra)
-            .status()
+            .output()
             .unwrap();
-        assert!(status.success(), "{name}: {status}");
+        assert!(
+            o.status.success(),
+            "{name}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        let report: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+        let written = report["summary"]["direct_written_bytes"].as_u64().unwrap();
+        if direct && extra != Some("--page-cache") {
+            assert!(
+                written >= 3 << 20,
+                "{name}: {written} bytes past the page cache"
+            );
+        } else {
+            assert_eq!(written, 0, "{name}");
+        }
     }
-    let mut names: Vec<_> = fs::read_dir(&out)
+    let mut found: Vec<_> = fs::read_dir(&out)
         .unwrap()
         .map(|e| e.unwrap().file_name().into_string().unwrap())
         .collect();
-    names.sort();
-    assert_eq!(
-        names,
-        ["default.ext4", "durable.ext4"],
-        "no temporary file left"
-    );
+    found.sort();
+    let mut want = names.to_vec();
+    want.sort();
+    assert_eq!(found, want, "no temporary file left");
     let a = fs::read(out.join("default.ext4")).unwrap();
     assert!(a == fs::read(out.join("durable.ext4")).unwrap());
-    check_image(&out.join("default.ext4"), &model.tree, Check::default());
-    check_image(&out.join("durable.ext4"), &model.tree, Check::default());
+    assert!(a == fs::read(out.join("cached.ext4")).unwrap());
+    for name in names {
+        check_image(&out.join(name), &model.tree, Check::default());
+    }
 }
 
 #[test]

@@ -278,6 +278,24 @@ fn superblock_equals_veritysetup_format_and_builds_are_reproducible() {
     let plain = dir.path().join("plain.img");
     let r = build(&source, &plain, &["--verity"]);
     assert_eq!(r["verity"]["root_hash"].as_str().unwrap(), root);
+    // The tree reads the file data back: without --fsync it goes through the page cache.
+    assert_eq!(r["summary"]["direct_written_bytes"], 0);
+    // With --fsync, past it (where the filesystem allows): the same bytes all the same, the
+    // tree's unaligned writes included.
+    let durable = dir.path().join("durable.img");
+    let r = build(
+        &source,
+        &durable,
+        &["--verity", "--verity-superblock", "--fsync"],
+    );
+    eprintln!(
+        "--fsync: {} bytes written past the page cache",
+        r["summary"]["direct_written_bytes"]
+    );
+    assert!(
+        fs::read(&image).unwrap() == fs::read(&durable).unwrap(),
+        "--fsync changed the image"
+    );
 
     mount_verified(&image, root, &[&hash_offset], &want);
 }

@@ -114,7 +114,8 @@ impl DataWriter {
         // Through the page cache, the same bytes in flight go in shorter runs: each run is
         // copied into the page cache while the bytes just read into it are still in a CPU
         // cache, which on the measured machines cost less than half the system time of runs of
-        // 1 MiB and more (see the README). `O_DIRECT` writes skip that copy and want long runs.
+        // 1 MiB and more (see the README). `O_DIRECT` writes skip that copy and want long runs
+        // (and keep them if the writer turns to the page cache part of the way).
         let (count, len) = if writes.direct != Direct::Off || buffer <= BUFFERED_RUN {
             (2, buffer)
         } else {

@@ -93,9 +93,10 @@ pub struct Summary {
     /// Bytes of file data that were to be copied by the kernel but were read and written
     /// here because it refused (another filesystem, say).
     pub read_copied_bytes: u64,
-    /// Bytes of file data written past the page cache (`O_DIRECT`): all of them by default,
-    /// where the filesystem allows it and the device is fast enough (see
-    /// [`BuildOptions::page_cache`]).
+    /// Bytes of file data (and zeros for freed blocks where holes cannot be punched) written
+    /// with `O_DIRECT`: all of them by default, where the filesystem allows it and the device is
+    /// fast enough (see [`BuildOptions::page_cache`]). A filesystem may still route such a
+    /// write through its cache (ext4 with `data=journal`, say).
     pub direct_written_bytes: u64,
 }
 

@@ -72,8 +72,10 @@ pub struct BuildOptions {
     /// [`crate::ErrorKind::Cancelled`] and removes its output.
     pub cancel: Option<Arc<AtomicBool>>,
     /// Bytes of file data gathered before a write with `O_DIRECT` (two such buffers take
-    /// turns), and the bytes in flight through the page cache (in runs of 256 KiB when there
-    /// is room for more than one, each written 64 KiB at a time). Default 2 MiB.
+    /// turns; where the writer goes on through the page cache instead, each is written 64 KiB
+    /// at a time), and, with [`BuildOptions::page_cache`] or another reason to write file data
+    /// there from the start, the bytes in flight through the page cache (in runs of 256 KiB
+    /// when there is room for more than one, each written 64 KiB at a time). Default 2 MiB.
     pub buffer_size: usize,
     /// Append a dm-verity hash tree after the filesystem (whose size then is a multiple of
     /// 4096 bytes: a fixed size is rounded down to it). Its root hash is in
@@ -83,9 +85,10 @@ pub struct BuildOptions {
     /// Make the image durable before [`crate::ImageBuilder::finish`] returns: its data and
     /// metadata are synced, it is renamed into place, then its directory is synced. Default
     /// false: the kernel writes the metadata (and any data that went through the page cache)
-    /// out later, so a power loss soon after the build may leave no image, or a damaged one, at
-    /// the destination (the rename is atomic against the process dying, not against the
-    /// machine stopping).
+    /// out later, and data written past the page cache may still sit in the device's cache, so
+    /// a power loss soon after the build may leave no image, or a damaged one, at the
+    /// destination (the rename is atomic against the process dying, not against the machine
+    /// stopping).
     pub fsync: bool,
     /// Let the kernel copy file data from an uncompressed tar in a regular file into the image
     /// (`copy_file_range`, without `fsync`), instead of reading and writing it here; the image

@@ -6,7 +6,7 @@
 
 use std::fs::File;
 use std::io;
-use std::os::unix::fs::{FileExt, FileTypeExt, MetadataExt, PermissionsExt};
+use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use tempfile::NamedTempFile;
@@ -247,26 +247,15 @@ impl BlockSink {
     }
 }
 
-/// Makes `len` bytes from `offset` read as zeros and take no space: punches a hole, or writes
-/// zeros where the filesystem cannot punch.
-pub fn discard(file: &File, offset: u64, len: u64) -> io::Result<()> {
+/// Makes `len` bytes from `offset` read as zeros and take no space, where the filesystem can
+/// punch holes; false where it cannot (the caller then writes zeros).
+pub fn punch_hole(file: &File, offset: u64, len: u64) -> bool {
     use rustix::fs::{fallocate, FallocateFlags};
-    match fallocate(
+    fallocate(
         file,
         FallocateFlags::PUNCH_HOLE | FallocateFlags::KEEP_SIZE,
         offset,
         len,
-    ) {
-        Ok(()) => Ok(()),
-        Err(_) => {
-            let zeros = vec![0u8; 1 << 20];
-            let mut done = 0u64;
-            while done < len {
-                let n = crate::ext4::capped(len - done, zeros.len());
-                file.write_all_at(&zeros[..n], offset + done)?;
-                done += n as u64;
-            }
-            Ok(())
-        }
-    }
+    )
+    .is_ok()
 }

@@ -74,6 +74,9 @@ enum Job {
     },
 }
 
+/// Length of the writer's own buffer, for copies it reads and zeros it writes.
+const SCRATCH: usize = 1 << 20;
+
 /// Whether the writes bypass the page cache (`O_DIRECT`), where the filesystem allows it.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum Direct {
@@ -106,7 +109,8 @@ pub struct BackgroundWriter {
     thread: Option<JoinHandle<io::Result<Done>>>,
 }
 
-/// Turns `O_DIRECT` on for `file`; false where the filesystem does not support it.
+/// Turns `O_DIRECT` on or off for `file` (for every handle of its open file); false where that
+/// cannot be done (the filesystem does not support it).
 fn set_direct(file: &File, on: bool) -> bool {
     use rustix::fs::{fcntl_getfl, fcntl_setfl, OFlags};
     let Ok(flags) = fcntl_getfl(file) else {
@@ -166,7 +170,9 @@ struct Sink {
 
 impl Sink {
     fn new(file: File, direct: bool, may_leave: bool) -> Self {
-        let direct = direct && set_direct(&file, true);
+        // The flag belongs to the open file, which other handles share: set or clear it here,
+        // whatever an earlier writer left.
+        let direct = set_direct(&file, direct) && direct;
         Sink {
             file,
             direct,
@@ -208,9 +214,53 @@ impl Sink {
         }
     }
 
+    /// Goes on through the page cache. Where the flag cannot be cleared (it always can on
+    /// Linux), stays past it, and unaligned writes then fail rather than go astray.
     fn leave_direct(&mut self) {
-        self.direct = false;
-        set_direct(&self.file, false);
+        if set_direct(&self.file, false) {
+            self.direct = false;
+        }
+    }
+
+    /// Makes `len` bytes from `offset` (whole blocks) read as zeros: a hole where the
+    /// filesystem can punch one, else zeros written like data.
+    fn discard(
+        &mut self,
+        offset: u64,
+        len: u64,
+        scratch: &mut Option<AlignedBuf>,
+    ) -> io::Result<()> {
+        if super::output::punch_hole(&self.file, offset, len) {
+            return Ok(());
+        }
+        self.write_zeros(offset, len, scratch)
+    }
+
+    /// Writes `len` bytes of zeros from `offset` (whole blocks).
+    fn write_zeros(
+        &mut self,
+        offset: u64,
+        len: u64,
+        scratch: &mut Option<AlignedBuf>,
+    ) -> io::Result<()> {
+        let zeros = scratch.get_or_insert_with(|| AlignedBuf::new(SCRATCH));
+        zeros.as_mut_slice().fill(0);
+        let mut done = 0u64;
+        while done < len {
+            let n = crate::ext4::capped(len - done, SCRATCH);
+            self.write(&zeros.as_slice()[..n], offset + done)?;
+            done += n as u64;
+        }
+        Ok(())
+    }
+}
+
+impl Drop for Sink {
+    /// Leaves the open file as it was found, also after an error: without `O_DIRECT`.
+    fn drop(&mut self) {
+        if self.direct {
+            self.leave_direct();
+        }
     }
 }
 
@@ -234,7 +284,7 @@ fn run(
                 // The builder may be gone after an error; then the buffer is simply dropped.
                 let _ = spare.send(buf);
             }
-            Job::Discard { offset, len } => super::output::discard(&sink.file, offset, len)?,
+            Job::Discard { offset, len } => sink.discard(offset, len, &mut scratch)?,
             Job::Copy {
                 src,
                 from,
@@ -275,6 +325,10 @@ fn run(
     }
     if sink.direct {
         sink.leave_direct();
+    }
+    // Cleared before the builder goes on to the metadata, which is written unaligned.
+    if sink.direct {
+        return Err(io::Error::other("cannot turn O_DIRECT off for the image"));
     }
     Ok(Done {
         crc,
@@ -326,7 +380,7 @@ fn copy_by_reading(
     scratch: &mut Option<AlignedBuf>,
 ) -> io::Result<()> {
     let scratch = scratch
-        .get_or_insert_with(|| AlignedBuf::new(1 << 20))
+        .get_or_insert_with(|| AlignedBuf::new(SCRATCH))
         .as_mut_slice();
     let mut done = 0u64;
     while done < len {
@@ -508,15 +562,18 @@ mod tests {
 
         // Durable: never leaves, however slow.
         let mut durable = Sink::new(file.try_clone().unwrap(), true, false);
-        let was = durable.direct;
+        if !durable.direct {
+            eprintln!("skipped: the temporary directory's filesystem refuses O_DIRECT");
+            return;
+        }
         durable.account(DIRECT_PROBE, Duration::from_secs(60));
-        assert_eq!(durable.direct, was);
-        durable.leave_direct();
+        assert!(durable.direct);
+        drop(durable);
+        assert!(!flags_direct(&file), "dropping the sink clears O_DIRECT");
 
         let mut sink = Sink::new(file.try_clone().unwrap(), true, true);
-        let direct = sink.direct; // false where the filesystem refuses O_DIRECT
         sink.write(data.as_slice(), 0).unwrap();
-        assert_eq!(sink.direct_written, if direct { 8192 } else { 0 });
+        assert_eq!(sink.direct_written, 8192);
         sink.account(DIRECT_PROBE, Duration::from_secs(60));
         assert!(!sink.direct, "left O_DIRECT after a slow probe");
         // An unaligned write works now: it goes through the page cache.
@@ -526,6 +583,39 @@ mod tests {
         assert!(back[..8192].iter().all(|&b| b == 7));
         assert_eq!(back[8192], 0);
         assert!(back[8193..].iter().all(|&b| b == 9));
+    }
+
+    /// Whether `O_DIRECT` is set on `file`'s open file.
+    fn flags_direct(file: &File) -> bool {
+        rustix::fs::fcntl_getfl(file)
+            .unwrap()
+            .contains(rustix::fs::OFlags::DIRECT)
+    }
+
+    #[test]
+    fn zeros_for_freed_blocks_are_written_past_the_page_cache_too() {
+        let file = tempfile::tempfile().unwrap();
+        let mut data = AlignedBuf::new(3 * SCRATCH);
+        data.as_mut_slice().fill(5);
+        let mut sink = Sink::new(file.try_clone().unwrap(), true, false);
+        if !sink.direct {
+            eprintln!("skipped: the temporary directory's filesystem refuses O_DIRECT");
+            return;
+        }
+        sink.write(data.as_slice(), 0).unwrap();
+        // As where holes cannot be punched: more than one scratch buffer of zeros, from the
+        // writer's own aligned buffer (an unaligned one would be refused).
+        let mut scratch = None;
+        sink.write_zeros(4096, (SCRATCH + 8192) as u64, &mut scratch)
+            .unwrap();
+        assert!(sink.direct, "written past the page cache, not refused");
+        assert_eq!(sink.direct_written, (4 * SCRATCH + 8192) as u64);
+        drop(sink);
+        let mut back = vec![0u8; 3 * SCRATCH];
+        file.read_exact_at(&mut back, 0).unwrap();
+        assert!(back[..4096].iter().all(|&b| b == 5));
+        assert!(back[4096..4096 + SCRATCH + 8192].iter().all(|&b| b == 0));
+        assert!(back[4096 + SCRATCH + 8192..].iter().all(|&b| b == 5));
     }
 
     #[test]

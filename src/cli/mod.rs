@@ -188,8 +188,9 @@ pub struct ImageArgs {
     /// Make the image durable before exiting: sync its data, rename it, sync its directory.
     #[arg(long)]
     pub fsync: bool,
-    /// Write file data through the page cache, not past it with O_DIRECT (the default, which
-    /// turns to the page cache by itself on a device slower than 1 GiB/s).
+    /// Write file data through the page cache, not past it with O_DIRECT. By default O_DIRECT
+    /// is used where the filesystem allows it, and (without --fsync) left for the page cache on
+    /// a device slower than 1 GiB/s; --verity without --fsync uses the page cache anyway.
     #[arg(long)]
     pub page_cache: bool,
     /// Stop when the image would grow past this size (e.g. 100G).

@@ -389,8 +389,9 @@ pub fn append(file: &File, data_bytes: u64, params: &HashTreeParams<'_>) -> Resu
                         return Ok(());
                     };
                     let n = (end - at).min(CHUNK as u64) as usize;
-                    // The file data was written past the page cache: ask for the next chunk
-                    // while this one is read. Only advice; it may be ignored.
+                    // The file data may have been written past the page cache (with
+                    // `--fsync`): ask for the next chunk while this one is read. Only advice;
+                    // it may be ignored.
                     let ahead = at + n as u64;
                     if ahead < end {
                         let len = (end - ahead).min(CHUNK as u64);
